@@ -1,0 +1,1 @@
+"""Metadata: YAML layers, JSON Schema, semantic checks and the resolved model."""

@@ -1,0 +1,26 @@
+"""Plugin hook specifications. Every hook has a one-line docstring (see docs/plugins.md)."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("kervan")
+hookimpl = pluggy.HookimplMarker("kervan")
+
+
+@hookspec
+def register_field_types():
+    """Return a list of FieldType classes to add to the field type registry."""
+
+
+@hookspec
+def before_save(kervan, entity, action, values, record, actor):
+    """Called inside the write transaction before a record is written; may adjust values."""
+
+
+@hookspec
+def after_save(kervan, entity, action, record, changes, actor, connection):
+    """Called inside the write transaction after a record is written and audited."""
+
+
+@hookspec
+def metadata_layers(kervan):
+    """Return extra metadata directories (Path) to merge after the base and configured ones."""

@@ -1,0 +1,1 @@
+"""Querying records: the condition language, filters, sorting and pagination."""

@@ -1,0 +1,452 @@
+"""RecordService — the single door for every write.
+
+Every create, update, archive, restore and delete (screens, API, imports, workflow
+actions, plugins, demo data) comes through here: coercion → defaults → plugin
+`before_save` → rules, links, unique → number series → write → audit → `after_save`,
+all in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from engine.definitions.model import Entity, Field
+from engine.query.conditions import to_sql
+from engine.storage.database import WRITE
+
+from . import audit
+from .actor import SYSTEM, Actor
+from .errors import Conflict, DeleteRefused, NotFound, RecordError, ValidationFailed
+from .series import next_number
+from .values import check_rules, coerce_input, default_value, label
+
+if TYPE_CHECKING:
+    from engine.runtime import Kervan
+
+REFERENCE_TABLES = {"user": "kv_user", "team": "kv_team", "attachment": "kv_file"}
+
+
+class RecordService:
+    def __init__(self, kervan: Kervan):
+        self.kervan = kervan
+
+    # -- plumbing ---------------------------------------------------------------
+    @property
+    def model(self):
+        return self.kervan.model
+
+    def table(self, entity: Entity | str) -> sa.Table:
+        key = entity if isinstance(entity, str) else entity.table_name
+        return self.kervan.tables.tables[key]
+
+    def entity(self, key: str) -> Entity:
+        try:
+            return self.model.entity(key)
+        except KeyError:
+            raise NotFound("entity", key) from None
+
+    @contextlib.contextmanager
+    def transaction(self, conn: sa.Connection | None = None) -> Iterator[sa.Connection]:
+        """A write transaction, or the caller's when one is passed in."""
+        if conn is not None:
+            yield conn
+            return
+        with self.kervan.db.connect().execution_options(**WRITE) as new, new.begin():
+            yield new
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def _local(self, moment: dt.datetime) -> dt.datetime:
+        return moment.astimezone(ZoneInfo(self.kervan.settings.timezone))
+
+    # -- reads ------------------------------------------------------------------
+    def _row_to_record(self, entity: Entity, row) -> dict[str, Any]:
+        return {key: field.field_type.from_storage(field, row)
+                for key, field in entity.stored_fields.items()}
+
+    def _load_row(self, conn, entity: Entity, record_id: int, lock: bool = False):
+        table = self.table(entity)
+        stmt = sa.select(table).where(table.c.id == record_id)
+        if lock and conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).mappings().first()
+        if row is None:
+            raise NotFound(entity.key, record_id)
+        return row
+
+    def get(self, entity_key: str, record_id: int, conn: sa.Connection | None = None,
+            with_lines: bool = True) -> dict[str, Any]:
+        """One record with its child lines."""
+        entity = self.entity(entity_key)
+        record_id = _as_id(entity, record_id)
+        with _reader(self.kervan.db, conn) as c:
+            record = self._row_to_record(entity, self._load_row(c, entity, record_id))
+            if with_lines:
+                for key, field in entity.child_tables.items():
+                    record[key] = self._lines(c, entity, field, record_id)
+        return record
+
+    def _lines(self, conn, entity: Entity, field: Field, parent_id: int) -> list[dict]:
+        child = self.model.entity(field.spec["entity"])
+        table = self.table(child)
+        link = field.spec.get("link_field", entity.key)
+        rows = conn.execute(sa.select(table).where(table.c[link] == parent_id)
+                            .order_by(table.c.id)).mappings()
+        return [self._row_to_record(child, row) for row in rows]
+
+    def find(self, entity_key: str, where: dict | None = None, limit: int = 100,
+             include_archived: bool = False, conn: sa.Connection | None = None) -> list[dict]:
+        """Records matching a condition (the condition language), newest first."""
+        entity = self.entity(entity_key)
+        table = self.table(entity)
+        stmt = sa.select(table).order_by(table.c.id.desc()).limit(limit)
+        if where:
+            stmt = stmt.where(to_sql(entity, where, table))
+        if not include_archived:
+            stmt = stmt.where(table.c.archived_at.is_(None))
+        with _reader(self.kervan.db, conn) as c:
+            return [self._row_to_record(entity, r) for r in c.execute(stmt).mappings()]
+
+    def history(self, entity_key: str, record_id: int) -> list[dict]:
+        entity = self.entity(entity_key)
+        with self.kervan.db.connect() as conn:
+            self._load_row(conn, entity, _as_id(entity, record_id))
+            return audit.history(conn, self.table("kv_audit"), entity, int(record_id))
+
+    def to_json(self, entity_key: str, record: dict) -> dict:
+        """A record as JSON-friendly values."""
+        entity = self.entity(entity_key)
+        out = {}
+        for key, value in record.items():
+            field = entity.fields.get(key)
+            if field is None:
+                continue
+            if field.type == "child_table":
+                child = self.model.entity(field.spec["entity"])
+                out[key] = [self.to_json(child.key, line) for line in value]
+            else:
+                out[key] = field.field_type.to_json(field, value)
+        return out
+
+    # -- writes -----------------------------------------------------------------
+    def create(self, entity_key: str, values: dict, actor: Actor = SYSTEM,
+               conn: sa.Connection | None = None) -> dict[str, Any]:
+        """Validate, number, insert and audit a new record; returns it."""
+        entity = self.entity(entity_key)
+        if entity.child_of:
+            raise RecordError(f"{entity.key} lines are created through their "
+                              f"{entity.child_of} record")
+        with self.transaction(conn) as c:
+            record_id = self._create(c, entity, values, actor)
+            return self.get(entity.key, record_id, conn=c)
+
+    def _create(self, conn, entity: Entity, values: dict, actor: Actor,
+                prefix: str = "", extra: dict | None = None,
+                errors: dict | None = None) -> int | None:
+        own_errors = errors if errors is not None else {}
+        start = len(own_errors)
+        now = self._now()
+        local = self._local(now)
+        record = coerce_input(entity, values, own_errors, prefix)
+        record.update(extra or {})
+        for key, field in entity.user_fields.items():
+            if key not in record and field.default is not None and field.type != "child_table":
+                record[key] = default_value(field, actor, now, local.date())
+        for key, field in entity.user_fields.items():
+            if (field.read_only and key not in (extra or {}) and key in values
+                    and values[key] not in (None, "") and field.default is None
+                    and not entity.series_for(key)):
+                own_errors[f"{prefix}{key}"] = "is read-only"
+        self.kervan.pm.hook.before_save(kervan=self.kervan, entity=entity, action="create",
+                                        values=record, record=None, actor=actor)
+        check_rules(entity, record, own_errors, prefix)
+        self._check_references(conn, entity, record, own_errors, prefix)
+        self._check_unique(conn, entity, record, None, own_errors, prefix)
+        lines = {k: record.pop(k) for k in list(record) if entity.fields[k].type == "child_table"}
+        if len(own_errors) > start:
+            if errors is None:  # a record of its own: report; a line: the parent reports
+                raise ValidationFailed(entity.key, own_errors)
+            return None
+        for series in entity.series:
+            if record.get(series.field) in (None, ""):
+                record[series.field] = next_number(conn, series, local)
+        row = self._storage(entity, record)
+        row.update(created_at=now, updated_at=now, created_by=actor.user_id,
+                   updated_by=actor.user_id, version=1)
+        row.setdefault("owner", actor.user_id)
+        row.setdefault("team", actor.team_id)
+        table = self.table(entity)
+        record_id = self._insert(conn, entity, table, row, prefix)
+        audit.write_event(conn, self.table("kv_audit"), entity, record_id, "create", actor, now,
+                          new=self._json_values(entity, record))
+        for key, items in lines.items():
+            self._write_lines(conn, entity, entity.fields[key], record_id, items, actor,
+                              f"{prefix}{key}.")
+        created = self._row_to_record(entity, self._load_row(conn, entity, record_id))
+        self.kervan.pm.hook.after_save(kervan=self.kervan, entity=entity, action="create",
+                                       record=created, changes=None, actor=actor, connection=conn)
+        return record_id
+
+    def update(self, entity_key: str, record_id: int, values: dict, version: int | None,
+               actor: Actor = SYSTEM, conn: sa.Connection | None = None) -> dict[str, Any]:
+        """Change fields of a record at the given version; a stale version is a Conflict."""
+        entity = self.entity(entity_key)
+        record_id = _as_id(entity, record_id)
+        if version is None or isinstance(version, bool) or not str(version).isdigit():
+            raise ValidationFailed(entity.key, {
+                "version": "is required: send the version you read, so a concurrent change "
+                           "is not overwritten"})
+        version = int(version)
+        with self.transaction(conn) as c:
+            self._update(c, entity, record_id, values, version, actor)
+            return self.get(entity.key, record_id, conn=c)
+
+    def _update(self, conn, entity: Entity, record_id: int, values: dict, version: int,
+                actor: Actor) -> None:
+        row = self._load_row(conn, entity, record_id, lock=True)
+        if row["version"] != version:
+            raise Conflict(entity.key, record_id, version, row["version"])
+        if row["archived_at"] is not None:
+            raise RecordError(f"{entity.key} #{record_id} is archived; restore it before "
+                              f"editing")
+        current = self._row_to_record(entity, row)
+        errors: dict[str, str] = {}
+        given = coerce_input(entity, values, errors)
+        for key in given:
+            field = entity.fields[key]
+            if (field.read_only or entity.series_for(key)) and given[key] != current.get(key):
+                errors[key] = "is read-only"
+        merged = {**current, **given}
+        self.kervan.pm.hook.before_save(kervan=self.kervan, entity=entity, action="update",
+                                        values=merged, record=current, actor=actor)
+        check_rules(entity, merged, errors)
+        changed = {k: v for k, v in merged.items()
+                   if k in entity.fields and entity.fields[k].stored and v != current.get(k)}
+        self._check_references(conn, entity, changed, errors, "")
+        self._check_unique(conn, entity, changed, record_id, errors, "")
+        lines = {k: v for k, v in merged.items()
+                 if k in entity.fields and entity.fields[k].type == "child_table" and k in given}
+        if errors:
+            raise ValidationFailed(entity.key, errors)
+        now = self._now()
+        table = self.table(entity)
+        storage = self._storage(entity, changed)
+        storage.update(updated_at=now, updated_by=actor.user_id, version=version + 1)
+        result = conn.execute(sa.update(table).where(table.c.id == record_id,
+                                                     table.c.version == version).values(storage))
+        if result.rowcount != 1:
+            latest = self._load_row(conn, entity, record_id)["version"]
+            raise Conflict(entity.key, record_id, version, latest)
+        changes = {k: (self._json(entity, k, current.get(k)), self._json(entity, k, v))
+                   for k, v in changed.items()}
+        audit.write_changes(conn, self.table("kv_audit"), entity, record_id, actor, now, changes)
+        for key, items in lines.items():
+            self._write_lines(conn, entity, entity.fields[key], record_id, items, actor,
+                              f"{key}.")
+        updated = self._row_to_record(entity, self._load_row(conn, entity, record_id))
+        self.kervan.pm.hook.after_save(kervan=self.kervan, entity=entity, action="update",
+                                       record=updated, changes=changes, actor=actor,
+                                       connection=conn)
+
+    def archive(self, entity_key: str, record_id: int, actor: Actor = SYSTEM,
+                version: int | None = None, conn=None) -> dict[str, Any]:
+        """Hide a record from daily lists; it keeps every value and can be restored."""
+        return self._set_archived(entity_key, record_id, True, actor, version, conn)
+
+    def restore(self, entity_key: str, record_id: int, actor: Actor = SYSTEM,
+                version: int | None = None, conn=None) -> dict[str, Any]:
+        return self._set_archived(entity_key, record_id, False, actor, version, conn)
+
+    def _set_archived(self, entity_key, record_id, archived: bool, actor, version, conn):
+        entity = self.entity(entity_key)
+        record_id = _as_id(entity, record_id)
+        action = "archive" if archived else "restore"
+        with self.transaction(conn) as c:
+            row = self._load_row(c, entity, record_id, lock=True)
+            if version is not None and int(version) != row["version"]:
+                raise Conflict(entity.key, record_id, version, row["version"])
+            if (row["archived_at"] is not None) == archived:
+                state = "already archived" if archived else "not archived"
+                raise RecordError(f"{entity.key} #{record_id} is {state}")
+            now = self._now()
+            table = self.table(entity)
+            c.execute(sa.update(table).where(table.c.id == record_id).values(
+                archived_at=now if archived else None, updated_at=now,
+                updated_by=actor.user_id, version=row["version"] + 1))
+            audit.write_event(c, self.table("kv_audit"), entity, record_id, action, actor, now)
+            return self.get(entity.key, record_id, conn=c)
+
+    def delete(self, entity_key: str, record_id: int, actor: Actor = SYSTEM, conn=None) -> None:
+        """Delete for good, unless the entity's policy forbids it or records link to it."""
+        entity = self.entity(entity_key)
+        record_id = _as_id(entity, record_id)
+        if entity.delete_policy == "never":
+            raise DeleteRefused(f"{entity.label['en']} records are never deleted; archive or "
+                                f"cancel it instead")
+        with self.transaction(conn) as c:
+            snapshot = self.get(entity.key, record_id, conn=c)
+            children = {f.spec["entity"] for f in entity.child_tables.values()}
+            blockers = []
+            for other, link in self.model.links_to(entity.key):
+                if other.key in children:
+                    continue
+                table = self.table(other)
+                count = c.execute(sa.select(sa.func.count()).select_from(table)
+                                  .where(table.c[link.key] == record_id)).scalar_one()
+                if count:
+                    blockers.append(f"{count} {other.key} record(s) through {link.key}")
+            if blockers:
+                raise DeleteRefused(f"{entity.key} #{record_id} cannot be deleted: "
+                                    f"{', '.join(blockers)} link to it; archive it instead")
+            for field in entity.child_tables.values():
+                child = self.model.entity(field.spec["entity"])
+                link = field.spec.get("link_field", entity.key)
+                ctable = self.table(child)
+                c.execute(sa.delete(ctable).where(ctable.c[link] == record_id))
+            table = self.table(entity)
+            c.execute(sa.delete(table).where(table.c.id == record_id))
+            audit.write_event(c, self.table("kv_audit"), entity, record_id, "delete", actor,
+                              self._now(), old=self.to_json(entity.key, snapshot))
+
+    # -- helpers ----------------------------------------------------------------
+    def _storage(self, entity: Entity, record: dict) -> dict:
+        row: dict[str, Any] = {}
+        for key, value in record.items():
+            field = entity.fields[key]
+            if field.stored:
+                row.update(field.field_type.to_storage(field, value))
+        return row
+
+    def _json(self, entity: Entity, key: str, value):
+        field = entity.fields[key]
+        return field.field_type.to_json(field, value)
+
+    def _json_values(self, entity: Entity, record: dict) -> dict:
+        return {k: self._json(entity, k, v) for k, v in record.items()
+                if v is not None and entity.fields[k].stored}
+
+    def _insert(self, conn, entity: Entity, table: sa.Table, row: dict, prefix: str) -> int:
+        # A unique index can still catch a race the pre-check missed; the caller's
+        # transaction rolls back, so nothing is half-written.
+        try:
+            return conn.execute(table.insert().values(row).returning(table.c.id)).scalar_one()
+        except sa.exc.IntegrityError as exc:
+            field = next((f for f in entity.user_fields.values()
+                          if f.unique and f.key in str(exc.orig)), None)
+            if field is not None:
+                raise ValidationFailed(entity.key, {
+                    f"{prefix}{field.key}": "is already used by another record"}) from None
+            raise
+
+    def _check_references(self, conn, entity: Entity, record: dict, errors: dict,
+                          prefix: str) -> None:
+        for key, value in record.items():
+            field = entity.fields.get(key)
+            if value is None or field is None or f"{prefix}{key}" in errors:
+                continue
+            if field.type == "link":
+                table = self.table(field.target)
+            elif field.type in REFERENCE_TABLES:
+                table = self.table(REFERENCE_TABLES[field.type])
+            else:
+                continue
+            found = conn.execute(sa.select(table.c.id).where(table.c.id == value)).first()
+            if found is None:
+                what = field.target or REFERENCE_TABLES[field.type].removeprefix("kv_")
+                errors[f"{prefix}{key}"] = f"{what} #{value} does not exist"
+
+    def _check_unique(self, conn, entity: Entity, record: dict, record_id: int | None,
+                      errors: dict, prefix: str) -> None:
+        table = self.table(entity)
+        for key, value in record.items():
+            field = entity.fields.get(key)
+            if not (field and field.unique) or value is None or f"{prefix}{key}" in errors:
+                continue
+            column = field.field_type.columns(field)[0].name
+            stored = field.field_type.to_storage(field, value)[column]
+            stmt = sa.select(table.c.id).where(table.c[column] == stored)
+            if record_id is not None:
+                stmt = stmt.where(table.c.id != record_id)
+            other = conn.execute(stmt.limit(1)).scalar()
+            if other is not None:
+                errors[f"{prefix}{key}"] = (f"{label(field)} {value!r} is already used by "
+                                            f"{entity.key} #{other}")
+
+    def _write_lines(self, conn, parent: Entity, field: Field, parent_id: int, items: list,
+                     actor: Actor, prefix: str) -> None:
+        """Replace a record's child lines: keep ids given, create new, delete the rest."""
+        child = self.model.entity(field.spec["entity"])
+        link = field.spec.get("link_field", parent.key)
+        table = self.table(child)
+        existing = {r["id"]: r for r in conn.execute(
+            sa.select(table).where(table.c[link] == parent_id)).mappings()}
+        errors: dict[str, str] = {}
+        kept: set[int] = set()
+        for index, item in enumerate(items):
+            item = dict(item)
+            line_id = item.pop("id", None)
+            item.pop("version", None)
+            item.pop(link, None)
+            where = f"{prefix}{index}."
+            if line_id is not None:
+                if line_id not in existing:
+                    errors[f"{where}id"] = f"line #{line_id} does not belong to this record"
+                    continue
+                kept.add(line_id)
+                self._update_line(conn, child, existing[line_id], item, actor, where, errors)
+            else:
+                self._create(conn, child, item, actor, where, {link: parent_id}, errors)
+        if errors:
+            raise ValidationFailed(parent.key, errors)
+        removed = [i for i in existing if i not in kept]
+        if removed:
+            conn.execute(sa.delete(table).where(table.c.id.in_(removed)))
+            for line_id in removed:
+                audit.write_event(conn, self.table("kv_audit"), child, line_id, "delete",
+                                  actor, self._now())
+
+    def _update_line(self, conn, child: Entity, row, values: dict, actor: Actor, prefix: str,
+                     errors: dict) -> None:
+        current = self._row_to_record(child, row)
+        start = len(errors)
+        given = coerce_input(child, values, errors, prefix)
+        merged = {**current, **given}
+        check_rules(child, merged, errors, prefix)
+        changed = {k: v for k, v in given.items() if v != current.get(k)}
+        self._check_references(conn, child, changed, errors, prefix)
+        if len(errors) > start or not changed:
+            return
+        now = self._now()
+        table = self.table(child)
+        storage = self._storage(child, changed)
+        storage.update(updated_at=now, updated_by=actor.user_id, version=row["version"] + 1)
+        conn.execute(sa.update(table).where(table.c.id == row["id"]).values(storage))
+        audit.write_changes(conn, self.table("kv_audit"), child, row["id"], actor, now,
+                            {k: (self._json(child, k, current.get(k)), self._json(child, k, v))
+                             for k, v in changed.items()})
+
+
+def _as_id(entity: Entity, record_id) -> int:
+    try:
+        value = int(record_id)
+    except (TypeError, ValueError):
+        raise NotFound(entity.key, record_id) from None
+    if value <= 0:
+        raise NotFound(entity.key, record_id)
+    return value
+
+
+@contextlib.contextmanager
+def _reader(db: sa.Engine, conn: sa.Connection | None):
+    if conn is not None:
+        yield conn
+    else:
+        with db.connect() as new:
+            yield new

@@ -1,0 +1,1 @@
+"""Storage: database engines, tables built from metadata, schema sync."""

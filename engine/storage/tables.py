@@ -1,0 +1,156 @@
+"""SQLAlchemy tables built from the resolved model, plus the engine's own tables."""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from engine.definitions.model import Entity, Model
+
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+_TS = sa.DateTime(timezone=True)
+
+
+def index_name(prefix: str, table: str, *columns: str) -> str:
+    """A deterministic index name that fits PostgreSQL's 63-character limit."""
+    name = f"{prefix}_{table}_{'_'.join(columns)}"
+    if len(name) <= 60:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[:51]}_{digest}"
+
+
+def system_tables(metadata: sa.MetaData) -> None:
+    """Tables the engine owns whatever the metadata says."""
+    sa.Table(
+        "kv_user", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("username", sa.String(64), nullable=False, unique=True),
+        sa.Column("email", sa.String(255)),
+        sa.Column("full_name", sa.String(255)),
+        sa.Column("language", sa.String(8), nullable=False, server_default="en"),
+        sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("password_hash", sa.String(255)),
+        sa.Column("created_at", _TS),
+    )
+    sa.Table(
+        "kv_team", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(64), nullable=False, unique=True),
+        sa.Column("name", sa.String(255), nullable=False),
+    )
+    sa.Table(
+        "kv_audit", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("entity", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("field", sa.String(64)),
+        sa.Column("old_value", sa.Text),
+        sa.Column("new_value", sa.Text),
+        sa.Column("user_id", sa.BigInteger),
+        sa.Column("at", _TS, nullable=False),
+        sa.Index("ix_kv_audit_record", "entity", "record_id", "id"),
+    )
+    sa.Table(
+        "kv_series_counter", metadata,
+        sa.Column("series", sa.String(64), primary_key=True),
+        sa.Column("period", sa.String(16), primary_key=True),
+        sa.Column("last_value", sa.BigInteger, nullable=False),
+    )
+    sa.Table(
+        "kv_schema_column", metadata,
+        sa.Column("table_name", sa.String(64), primary_key=True),
+        sa.Column("column_name", sa.String(128), primary_key=True),
+        sa.Column("signature", sa.String(128), nullable=False),
+        sa.Column("updated_at", _TS),
+    )
+    sa.Table(
+        "kv_archive", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("table_name", sa.String(64), nullable=False),
+        sa.Column("column_name", sa.String(128), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("signature", sa.String(128), nullable=False),
+        sa.Column("value", sa.Text),
+        sa.Column("reason", sa.String(255)),
+        sa.Column("archived_at", _TS, nullable=False),
+        sa.Index("ix_kv_archive_column", "table_name", "column_name", "record_id"),
+    )
+    sa.Table(
+        "kv_file", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("entity", sa.String(64)),
+        sa.Column("record_id", sa.BigInteger),
+        sa.Column("field", sa.String(64)),
+        sa.Column("filename", sa.String(255), nullable=False),
+        sa.Column("content_type", sa.String(128), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("path", sa.String(512), nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.Column("created_by", sa.BigInteger),
+        sa.Index("ix_kv_file_record", "entity", "record_id"),
+    )
+
+
+SYSTEM_TABLES = ("kv_user", "kv_team", "kv_audit", "kv_series_counter", "kv_schema_column",
+                 "kv_archive", "kv_file")
+
+
+def entity_columns(entity: Entity) -> list[tuple[sa.Column, str]]:
+    """Columns of an entity table with their storage signatures, system columns first."""
+    columns: list[tuple[sa.Column, str]] = [
+        (sa.Column("id", _ID, primary_key=True, autoincrement=True), "id"),
+        (sa.Column("created_at", _TS, nullable=False), "datetime"),
+        (sa.Column("created_by", sa.BigInteger), "ref:kv_user"),
+        (sa.Column("updated_at", _TS, nullable=False), "datetime"),
+        (sa.Column("updated_by", sa.BigInteger), "ref:kv_user"),
+        (sa.Column("owner", sa.BigInteger), "ref:kv_user"),
+        (sa.Column("team", sa.BigInteger), "ref:kv_team"),
+        (sa.Column("version", sa.Integer, nullable=False, server_default="1"), "integer"),
+        (sa.Column("archived_at", _TS), "datetime"),
+    ]
+    for field in entity.user_fields.values():
+        for storage in field.field_type.columns(field):
+            columns.append((sa.Column(storage.name, storage.type), storage.signature))
+    return columns
+
+
+def entity_indexes(entity: Entity, table: sa.Table) -> list[sa.Index]:
+    t = entity.table_name
+    indexes = [
+        sa.Index(index_name("ix", t, "created_at"), table.c.created_at, table.c.id),
+        sa.Index(index_name("ix", t, "updated_at"), table.c.updated_at, table.c.id),
+        sa.Index(index_name("ix", t, "owner"), table.c.owner),
+        sa.Index(index_name("ix", t, "team"), table.c.team),
+    ]
+    for field in entity.user_fields.values():
+        for storage in field.field_type.columns(field):
+            if storage.unique:
+                indexes.append(sa.Index(index_name("uq", t, storage.name),
+                                        table.c[storage.name], unique=True))
+            elif storage.index:
+                indexes.append(sa.Index(index_name("ix", t, storage.name), table.c[storage.name]))
+    return indexes
+
+
+def build_tables(model: Model) -> sa.MetaData:
+    """The full database shape the model asks for."""
+    metadata = sa.MetaData()
+    system_tables(metadata)
+    for entity in model.entities.values():
+        table = sa.Table(entity.table_name, metadata,
+                         *[column for column, _ in entity_columns(entity)])
+        entity_indexes(entity, table)  # an Index built on table columns attaches itself
+    return metadata
+
+
+def column_signatures(model: Model) -> dict[tuple[str, str], str]:
+    """(table, column) → storage signature for every entity column."""
+    return {(entity.table_name, column.name): signature
+            for entity in model.entities.values()
+            for column, signature in entity_columns(entity)}
