@@ -11,7 +11,10 @@ from .runtime import Kervan
 
 
 def _kervan() -> Kervan:
-    return Kervan()
+    """The runtime for this command; its connections close when the command ends."""
+    kervan = Kervan()
+    click.get_current_context().call_on_close(kervan.close)
+    return kervan
 
 
 def _resolved(kervan: Kervan):
@@ -63,6 +66,27 @@ def migrate(dry_run: bool, allow_destructive: bool):
         return
     apply_plan(kervan.db, model, plan)
     click.echo(f"applied {len(plan.changes)} change(s).")
+
+
+@main.command()
+def demo():
+    """Load the demo data of every metadata layer (running it twice changes nothing)."""
+    from .demo import DemoError, demo_files, load_demo
+
+    kervan = _kervan()
+    _resolved(kervan)
+    files = demo_files(kervan.metadata_directories())
+    if not files:
+        click.echo("no demo data in the metadata layers.")
+        return
+    try:
+        result = load_demo(kervan, files)
+    except DemoError as exc:
+        click.echo(f"demo data not loaded: {exc}", err=True)
+        sys.exit(1)
+    parts = ", ".join(f"{n} {key}" for key, n in sorted(result.created.items()))
+    click.echo(f"demo data: created {result.total} record(s){': ' + parts if parts else ''}; "
+               f"{result.users} user(s); {result.skipped} already present.")
 
 
 @main.command()

@@ -3,7 +3,8 @@
 A layer is a directory whose YAML files are grouped by *kind*: either
 ``<kind>/<anything>.yaml`` or ``<kind>.yaml`` at the top.  Each file is a
 mapping of stable keys to definitions.  Later layers are merged over earlier
-ones per key; overlays use ``_delete: true`` to remove a key and
+ones per key; overlays use ``_delete: true`` to remove a key, ``_replace: true`` to
+replace a definition instead of merging into it, and
 ``{_append: [...], _remove: [...]}`` to edit a list.
 """
 
@@ -150,6 +151,15 @@ def _merge_map(base: SourceMap, overlay: SourceMap, path: str, problems: list[Pr
             if key in base:
                 del base[key]
                 base.key_origins.pop(key, None)
+            continue
+        if isinstance(value, dict) and value.get("_replace") is True:
+            replacement = SourceMap(origin=getattr(value, "origin", where))
+            for k, v in value.items():
+                if k != "_replace":
+                    replacement[k] = v
+                    replacement.key_origins[k] = value.origin_of(k)
+            base[key] = _clean(replacement)
+            base.key_origins[key] = where
             continue
         if key not in base:
             if _is_directive(value):

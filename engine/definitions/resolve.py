@@ -303,7 +303,7 @@ def _field_problems(model: Model, entity: Entity, field: Field, raw) -> list[Pro
     allowed = COMMON_FIELD_PROPERTIES | ftype.properties
     for prop in raw:
         if prop not in allowed:
-            add(prop, f"{prop!r} does not apply to a {field.type} field")
+            add(prop, f"{prop!r} does not apply to {_article(field.type)} {field.type} field")
     for prop in ftype.required_properties:
         if prop not in raw:
             add(None, f"a {field.type} field needs {prop!r}")
@@ -337,12 +337,17 @@ def _field_problems(model: Model, entity: Entity, field: Field, raw) -> list[Pro
             if value is None:
                 add("default", "default is empty")
         except FieldValueError as exc:
-            add("default", f"default {field.default!r} {exc}")
+            shown = "" if repr(field.default) in str(exc) else f"{field.default!r} "
+            add("default", f"default {shown}{exc}")
     elif field.default == "$user" and field.type != "user":
         add("default", "$user is only a default for user fields")
     elif field.default in ("$today", "$now") and field.type not in ("date", "datetime"):
         add("default", f"{field.default} is only a default for date and datetime fields")
     return problems
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _field_ref_problems(entity: Entity, refs, origin, key: str, purpose: str) -> list[Problem]:

@@ -137,22 +137,26 @@ class RecordService:
 
     # -- writes -----------------------------------------------------------------
     def create(self, entity_key: str, values: dict, actor: Actor = SYSTEM,
-               conn: sa.Connection | None = None) -> dict[str, Any]:
-        """Validate, number, insert and audit a new record; returns it."""
+               conn: sa.Connection | None = None, at: dt.datetime | None = None
+               ) -> dict[str, Any]:
+        """Validate, number, insert and audit a new record; returns it.
+
+        `at` backdates the record (imports and demo data keep their original dates).
+        """
         entity = self.entity(entity_key)
         if entity.child_of:
             raise RecordError(f"{entity.key} lines are created through their "
                               f"{entity.child_of} record")
         with self.transaction(conn) as c:
-            record_id = self._create(c, entity, values, actor)
+            record_id = self._create(c, entity, values, actor, at=at)
             return self.get(entity.key, record_id, conn=c)
 
     def _create(self, conn, entity: Entity, values: dict, actor: Actor,
                 prefix: str = "", extra: dict | None = None,
-                errors: dict | None = None) -> int | None:
+                errors: dict | None = None, at: dt.datetime | None = None) -> int | None:
         own_errors = errors if errors is not None else {}
         start = len(own_errors)
-        now = self._now()
+        now = at.astimezone(dt.UTC) if at else self._now()
         local = self._local(now)
         record = coerce_input(entity, values, own_errors, prefix)
         record.update(extra or {})
@@ -188,7 +192,7 @@ class RecordService:
                           new=self._json_values(entity, record))
         for key, items in lines.items():
             self._write_lines(conn, entity, entity.fields[key], record_id, items, actor,
-                              f"{prefix}{key}.")
+                              f"{prefix}{key}.", at=at)
         created = self._row_to_record(entity, self._load_row(conn, entity, record_id))
         self.kervan.pm.hook.after_save(kervan=self.kervan, entity=entity, action="create",
                                        record=created, changes=None, actor=actor, connection=conn)
@@ -380,7 +384,7 @@ class RecordService:
                                             f"{entity.key} #{other}")
 
     def _write_lines(self, conn, parent: Entity, field: Field, parent_id: int, items: list,
-                     actor: Actor, prefix: str) -> None:
+                     actor: Actor, prefix: str, at: dt.datetime | None = None) -> None:
         """Replace a record's child lines: keep ids given, create new, delete the rest."""
         child = self.model.entity(field.spec["entity"])
         link = field.spec.get("link_field", parent.key)
@@ -402,7 +406,7 @@ class RecordService:
                 kept.add(line_id)
                 self._update_line(conn, child, existing[line_id], item, actor, where, errors)
             else:
-                self._create(conn, child, item, actor, where, {link: parent_id}, errors)
+                self._create(conn, child, item, actor, where, {link: parent_id}, errors, at=at)
         if errors:
             raise ValidationFailed(parent.key, errors)
         removed = [i for i in existing if i not in kept]

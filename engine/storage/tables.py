@@ -97,8 +97,17 @@ def system_tables(metadata: sa.MetaData) -> None:
     )
 
 
+    sa.Table(
+        "kv_demo", metadata,
+        sa.Column("key", sa.String(128), primary_key=True),
+        sa.Column("entity", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("loaded_at", _TS, nullable=False),
+    )
+
+
 SYSTEM_TABLES = ("kv_user", "kv_team", "kv_audit", "kv_series_counter", "kv_schema_column",
-                 "kv_archive", "kv_file")
+                 "kv_archive", "kv_file", "kv_demo")
 
 
 def entity_columns(entity: Entity) -> list[tuple[sa.Column, str]]:

@@ -1,0 +1,163 @@
+"""Shared fixtures: a real database per test (SQLite file, or PostgreSQL when
+KERVAN_TEST_DATABASE_URL names a server) and Kervan runtimes on test metadata."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.config import Settings, normalise_database_url
+from engine.runtime import Kervan
+from engine.storage.schema_sync import sync_schema
+
+PG_SERVER = os.environ.get("KERVAN_TEST_DATABASE_URL")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A PostgreSQL database created for this run and dropped after it."""
+    if not PG_SERVER:
+        yield None
+        return
+    server_url = sa.make_url(normalise_database_url(PG_SERVER))
+    name = f"kervan_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(server_url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,))
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path, pg_database):
+    """A clean database for one test."""
+    if pg_database is None:
+        return f"sqlite:///{tmp_path / 'kervan.db'}"
+    engine = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    return pg_database
+
+
+@pytest.fixture
+def backend(database_url) -> str:
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write {relative path: YAML text} under root and return root."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def metadata_dir(tmp_path):
+    """A factory writing a metadata layer directory from YAML texts."""
+    counter = iter(range(1000))
+
+    def make(files: dict[str, str], name: str | None = None) -> Path:
+        root = tmp_path / (name or f"layer{next(counter)}")
+        return write_tree(root, files)
+
+    return make
+
+
+@pytest.fixture
+def make_kervan(tmp_path, database_url):
+    """Build Kervan runtimes on given metadata layers against this test's database."""
+    made: list[Kervan] = []
+
+    def make(base: Path, *overlays: Path, migrate: bool = True) -> Kervan:
+        settings = Settings.from_env(instance=tmp_path / "instance", database_url=database_url,
+                                     base_metadata=base, metadata=list(overlays),
+                                     secret_key="test", timezone="Europe/Istanbul")
+        kervan = Kervan(settings)
+        made.append(kervan)
+        if migrate:
+            sync_schema(kervan.db, kervan.model)
+        return kervan
+
+    yield make
+    for kervan in made:
+        kervan.close()
+
+
+@pytest.fixture
+def cli_env(tmp_path, database_url):
+    """Environment for running `kervan` commands against this test's database."""
+
+    def env(base: Path, *overlays: Path) -> dict[str, str]:
+        return {"KERVAN_DATABASE_URL": database_url, "KERVAN_INSTANCE": str(tmp_path / "instance"),
+                "KERVAN_BASE_METADATA": str(base),
+                "KERVAN_METADATA": ":".join(str(p) for p in overlays),
+                "KERVAN_SECRET_KEY": "test"}
+
+    return env
+
+
+SHOP_METADATA = {
+    "entities/customer.yaml": """
+        customer:
+          label: {en: Customer, tr: Müşteri, fa: مشتری}
+          title: name
+          fields:
+            name: {type: string, required: true, searchable: true}
+            kind: {type: enum, options: [company, person], default: company}
+            tax_number: {type: string, unique: true,
+                         required_if: {field: kind, op: eq, value: company}}
+            email: {type: email}
+            phone: {type: phone}
+            credit: {type: money, currency: TRY}
+            tags: {type: tags}
+          rules:
+            - one_of_required: [email, phone]
+    """,
+    "entities/order.yaml": """
+        order:
+          label: {en: Order, tr: Sipariş, fa: سفارش}
+          title: number
+          delete: never
+          fields:
+            number: {type: string, unique: true, read_only: true}
+            customer: {type: link, target: customer, required: true}
+            ordered_on: {type: date, default: $today}
+            status: {type: enum, default: draft, filterable: true,
+                     options: [{key: draft, color: "#999999"}, {key: confirmed}, {key: shipped}]}
+            lines: {type: child_table, entity: order_line}
+        order_line:
+          label: {en: Order line}
+          child_of: order
+          fields:
+            order: {type: link, target: order, required: true}
+            description: {type: string, required: true}
+            quantity: {type: decimal, required: true, min: 0}
+            unit_price: {type: money, currency: TRY}
+    """,
+    "series.yaml": """
+        order_number: {entity: order, field: number, pattern: "S-{YYYY}-{####}", reset: yearly}
+    """,
+}
+
+
+@pytest.fixture
+def shop(metadata_dir, make_kervan) -> Kervan:
+    """A small shop model (entities the engine has never seen), migrated."""
+    return make_kervan(metadata_dir(SHOP_METADATA, name="shop"))

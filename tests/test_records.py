@@ -1,0 +1,200 @@
+"""The record service: the single door for every write."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from engine.records import Conflict, DeleteRefused, NotFound, RecordError, ValidationFailed
+
+
+def count(kervan, table: str) -> int:
+    with kervan.db.connect() as conn:
+        t = kervan.tables.tables[table]
+        return conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+
+
+def snapshot(kervan) -> dict[str, int]:
+    return {t: count(kervan, t) for t in ("customer", "order", "order_line", "kv_audit",
+                                          "kv_series_counter")}
+
+
+def make_customer(shop, **overrides):
+    values = {"name": "Anadolu Makina A.Ş.", "tax_number": "1234567890",
+              "email": "satis@anadolu.com.tr"}
+    values.update(overrides)
+    return shop.records.create("customer", values)
+
+
+def test_create_read_update_archive_restore(shop):
+    customer = make_customer(shop, credit={"amount": "15000.5", "currency": "try"},
+                             tags="VIP, Fuar2025")
+    assert customer["id"] > 0 and customer["version"] == 1
+    assert customer["kind"] == "company"  # default applied
+    assert customer["credit"] == {"amount": Decimal("15000.50"), "currency": "TRY"}
+    assert customer["tags"] == ["VIP", "Fuar2025"]
+    assert customer["created_at"].tzinfo is not None
+
+    updated = shop.records.update("customer", customer["id"], {"phone": "+90 (532) 111 22 33"},
+                                  version=1)
+    assert updated["version"] == 2 and updated["phone"] == "+90 (532) 111 22 33"
+
+    archived = shop.records.archive("customer", customer["id"])
+    assert archived["archived_at"] is not None
+    assert shop.records.find("customer") == []
+    assert len(shop.records.find("customer", include_archived=True)) == 1
+    with pytest.raises(RecordError, match="archived; restore it"):
+        shop.records.update("customer", customer["id"], {"name": "X"}, version=3)
+    restored = shop.records.restore("customer", customer["id"])
+    assert restored["archived_at"] is None and restored["version"] == 4
+    assert [c["id"] for c in shop.records.find("customer")] == [customer["id"]]
+
+
+def test_audit_has_one_row_per_changed_field_and_events(shop):
+    customer = make_customer(shop)
+    shop.records.update("customer", customer["id"],
+                        {"name": "Anadolu Makina", "phone": "05321112233", "email":
+                         "satis@anadolu.com.tr"}, version=1)
+    shop.records.archive("customer", customer["id"])
+    shop.records.restore("customer", customer["id"])
+    history = shop.records.history("customer", customer["id"])
+    assert [h["action"] for h in history] == ["create", "update", "update", "archive", "restore"]
+    assert history[0]["new"]["name"] == "Anadolu Makina A.Ş."
+    changes = {h["field"]: (h["old"], h["new"]) for h in history if h["action"] == "update"}
+    assert changes == {"name": ("Anadolu Makina A.Ş.", "Anadolu Makina"),
+                       "phone": (None, "05321112233")}  # unchanged e-mail is not logged
+    assert all(h["at"].tzinfo is not None for h in history)
+
+
+@pytest.mark.parametrize("values, field, message", [
+    ({"email": "a@b.co"}, "name", "is required"),
+    ({"name": "X", "email": "a@b.co", "kind": "company"}, "tax_number",
+     "is required when Kind is Company"),
+    ({"name": "X"}, "email", "enter Email or Phone"),
+    ({"name": "X", "email": "not-an-email", "kind": "person"}, "email",
+     "not a valid e-mail address"),
+    ({"name": "X", "email": "a@b.co", "kind": "robot"}, "kind",
+     "'robot' is not one of the options"),
+    ({"name": "X", "email": "a@b.co", "kind": "person", "credit": "lots"}, "credit",
+     "must be a number"),
+    ({"name": "X", "email": "a@b.co", "kind": "person", "colour": "red"}, "colour",
+     "customer has no field 'colour'"),
+    ({"name": "X", "email": "a@b.co", "kind": "person", "created_by": 3}, "created_by",
+     "set by the system"),
+])
+def test_bad_input_names_the_field_and_writes_nothing(shop, values, field, message):
+    before = snapshot(shop)
+    with pytest.raises(ValidationFailed) as caught:
+        shop.records.create("customer", values)
+    assert message in caught.value.fields[field]
+    assert snapshot(shop) == before
+
+
+def test_duplicate_unique_value_is_refused(shop):
+    first = make_customer(shop)
+    before = snapshot(shop)
+    with pytest.raises(ValidationFailed) as caught:
+        make_customer(shop, name="Other")
+    assert caught.value.fields["tax_number"] == (
+        f"Tax number '1234567890' is already used by customer #{first['id']}")
+    assert snapshot(shop) == before
+    other = make_customer(shop, name="Other", tax_number="999")
+    with pytest.raises(ValidationFailed, match="attention"):
+        shop.records.update("customer", other["id"], {"tax_number": "1234567890"}, version=1)
+
+
+def test_link_target_must_exist(shop):
+    before = snapshot(shop)
+    with pytest.raises(ValidationFailed) as caught:
+        shop.records.create("order", {"customer": 4242})
+    assert caught.value.fields == {"customer": "customer #4242 does not exist"}
+    assert snapshot(shop) == before
+
+
+def test_stale_version_is_a_conflict_never_an_overwrite(shop):
+    customer = make_customer(shop)
+    shop.records.update("customer", customer["id"], {"name": "First writer"}, version=1)
+    with pytest.raises(Conflict) as caught:
+        shop.records.update("customer", customer["id"], {"name": "Second writer"}, version=1)
+    assert caught.value.current_version == 2
+    assert shop.records.get("customer", customer["id"])["name"] == "First writer"
+    with pytest.raises(ValidationFailed, match="attention") as missing:
+        shop.records.update("customer", customer["id"], {"name": "No version"}, version=None)
+    assert "version" in missing.value.fields
+
+
+def test_order_with_lines_number_series_and_defaults(shop):
+    customer = make_customer(shop)
+    order = shop.records.create("order", {"customer": customer["id"], "lines": [
+        {"description": "Pompa", "quantity": "2", "unit_price": "1250.00"},
+        {"description": "Montaj", "quantity": 1, "unit_price": {"amount": 500, "currency": "TRY"}},
+    ]})
+    year = dt.datetime.now().year
+    assert order["number"] == f"S-{year}-0001"
+    assert order["ordered_on"] is not None and order["status"] == "draft"
+    assert [line["description"] for line in order["lines"]] == ["Pompa", "Montaj"]
+    assert order["lines"][0]["quantity"] == Decimal("2")
+
+    first, _second = order["lines"]
+    changed = shop.records.update("order", order["id"], {"lines": [
+        {"id": first["id"], "quantity": "3"},
+        {"description": "Nakliye", "quantity": 1},
+    ]}, version=order["version"])
+    assert [(line["description"], line["quantity"]) for line in changed["lines"]] == [
+        ("Pompa", Decimal("3")), ("Nakliye", Decimal("1"))]
+    assert count(shop, "order_line") == 2
+
+    second = shop.records.create("order", {"customer": customer["id"]})
+    assert second["number"] == f"S-{year}-0002"
+
+
+def test_bad_line_rolls_back_the_whole_order_and_its_number(shop):
+    customer = make_customer(shop)
+    before = snapshot(shop)
+    with pytest.raises(ValidationFailed) as caught:
+        shop.records.create("order", {"customer": customer["id"], "lines": [
+            {"description": "Pompa", "quantity": "2"},
+            {"description": "", "quantity": "-1"},
+        ]})
+    assert caught.value.fields == {"lines.1.description": "is required",
+                                   "lines.1.quantity": "must be at least 0"}
+    assert snapshot(shop) == before
+    order = shop.records.create("order", {"customer": customer["id"]})
+    assert order["number"].endswith("-0001")  # the failed attempt did not burn a number
+
+
+def test_read_only_and_series_fields_cannot_be_edited(shop):
+    order = shop.records.create("order", {"customer": make_customer(shop)["id"]})
+    with pytest.raises(ValidationFailed) as caught:
+        shop.records.update("order", order["id"], {"number": "S-1999-0001"}, version=1)
+    assert caught.value.fields == {"number": "is read-only"}
+
+
+def test_delete_policy_and_links_protect_records(shop):
+    customer = make_customer(shop)
+    order = shop.records.create("order", {"customer": customer["id"]})
+    with pytest.raises(DeleteRefused, match="never deleted"):
+        shop.records.delete("order", order["id"])
+    with pytest.raises(DeleteRefused, match="1 order record"):
+        shop.records.delete("customer", customer["id"])
+    lonely = make_customer(shop, name="Lonely", tax_number="55")
+    shop.records.delete("customer", lonely["id"])
+    with pytest.raises(NotFound):
+        shop.records.get("customer", lonely["id"])
+    assert [c["id"] for c in shop.records.find("customer")] == [customer["id"]]
+    with shop.db.connect() as conn:
+        audit = shop.tables.tables["kv_audit"]
+        event = conn.execute(sa.select(audit).where(audit.c.action == "delete")).mappings().one()
+    assert '"Lonely"' in event["old_value"]
+
+
+def test_unknown_record_and_entity(shop):
+    with pytest.raises(NotFound, match="customer #77 does not exist"):
+        shop.records.get("customer", 77)
+    with pytest.raises(NotFound):
+        shop.records.get("customer", "abc")
+    with pytest.raises(NotFound, match="entity"):
+        shop.records.create("spaceship", {})
