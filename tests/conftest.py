@@ -124,7 +124,7 @@ SHOP_METADATA = {
             tax_number: {type: string, unique: true,
                          required_if: {field: kind, op: eq, value: company}}
             email: {type: email}
-            phone: {type: phone}
+            phone: {type: phone, searchable: true}
             credit: {type: money, currency: TRY}
             tags: {type: tags}
           rules:

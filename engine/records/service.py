@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from engine.definitions.model import Entity, Field
 from engine.query.conditions import to_sql
+from engine.query.listing import ListRequest, Page, list_records
 from engine.storage.database import WRITE
 
 from . import audit
@@ -113,6 +114,14 @@ class RecordService:
             stmt = stmt.where(table.c.archived_at.is_(None))
         with _reader(self.kervan.db, conn) as c:
             return [self._row_to_record(entity, r) for r in c.execute(stmt).mappings()]
+
+    def list(self, entity_key: str, request: ListRequest, actor: Actor = SYSTEM,
+             conn: sa.Connection | None = None) -> Page:
+        """A keyset page of records matching a list request."""
+        entity = self.entity(entity_key)
+        with _reader(self.kervan.db, conn) as c:
+            return list_records(c, entity, self.table(entity), request,
+                                lambda row: self._row_to_record(entity, row))
 
     def history(self, entity_key: str, record_id: int) -> list[dict]:
         entity = self.entity(entity_key)

@@ -1,0 +1,209 @@
+"""Lists of records: filters, sorting, keyset pagination, capped counts and search.
+
+One function, `list_records`, serves every list a user sees: screens, the JSON API,
+CSV exports and related tabs.  Pages are keyset pages (a cursor holds the sort values
+of the last row), so page 1,000 costs what page 1 costs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.definitions.model import Entity
+from engine.fields.base import FieldValueError
+from engine.fields.builtin import normalise_digits, phone_digits
+
+from .conditions import check_condition, to_sql
+
+MAX_PAGE_SIZE = 500
+COUNT_CAP = 10_000
+
+
+class QueryError(ValueError):
+    """A list request that cannot be answered; `fields` names what is wrong."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+@dataclass
+class SortKey:
+    field: str
+    descending: bool = False
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + self.field
+
+
+@dataclass
+class ListRequest:
+    where: list[dict] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    size: int = 50
+    cursor: str | None = None
+    search: str | None = None
+    include_archived: bool = False
+    count: bool = True
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    next: str | None
+    count: int | None = None
+    at_least: int | None = None
+
+
+def parse_sort(entity: Entity, text: str | None) -> list[SortKey]:
+    """`field,-other` into sort keys; only sortable storage is accepted."""
+    keys = []
+    spec = text or entity.list_spec.get("default_sort") or "-created_at"
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        name = part.lstrip("-")
+        fld = entity.fields.get(name)
+        if fld is None:
+            raise QueryError(f"cannot sort by {name!r}", {"_sort": f"{entity.key} has no field "
+                                                                   f"{name!r}"})
+        if not fld.stored or fld.field_type.sort_column(fld) is None:
+            raise QueryError(f"cannot sort by {name!r}",
+                             {"_sort": f"{name!r} ({fld.type}) cannot be sorted"})
+        keys.append(SortKey(name, part.startswith("-")))
+    return keys
+
+
+def sort_columns(entity: Entity, table: sa.Table, keys: list[SortKey]):
+    """(column, descending) pairs ending with the id tiebreaker."""
+    columns = []
+    for key in keys:
+        fld = entity.fields[key.field]
+        columns.append((table.c[fld.field_type.sort_column(fld)], key.descending))
+    if not any(c is table.c.id for c, _ in columns):
+        columns.append((table.c.id, columns[0][1] if columns else True))
+    return columns
+
+
+def encode_cursor(values: list) -> str:
+    raw = json.dumps(values, default=_jsonable, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _jsonable(value):
+    if hasattr(value, "isoformat"):
+        return {"$t": value.isoformat()}
+    return str(value)
+
+
+def decode_cursor(token: str, columns) -> list:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        values = json.loads(raw)
+    except (ValueError, json.JSONDecodeError):
+        raise QueryError("invalid cursor", {"_next": "is not a cursor this list gave out"}) \
+            from None
+    if not isinstance(values, list) or len(values) != len(columns):
+        raise QueryError("invalid cursor", {"_next": "belongs to a list sorted differently"})
+    out = []
+    for (column, _), value in zip(columns, values, strict=True):
+        if isinstance(value, dict) and "$t" in value:
+            try:
+                value = column.type.python_type.fromisoformat(value["$t"])
+            except (ValueError, NotImplementedError):
+                raise QueryError("invalid cursor", {"_next": "is damaged"}) from None
+        elif value is not None and column.type.python_type is Decimal:
+            value = Decimal(value)
+        out.append(value)
+    return out
+
+
+def keyset_after(columns, values) -> sa.ColumnElement[bool]:
+    """Rows after the given sort values, with NULLs sorted last in every direction."""
+    alternatives = []
+    for i, (column, descending) in enumerate(columns):
+        prefix = [c.is_(None) if v is None else c == v
+                  for (c, _), v in zip(columns[:i], values[:i], strict=True)]
+        value = values[i]
+        if value is None:
+            continue  # nothing sorts after NULL within this column
+        beyond = column < value if descending else column > value
+        alternatives.append(sa.and_(*prefix, sa.or_(beyond, column.is_(None))))
+    return sa.or_(*alternatives) if alternatives else sa.false()
+
+
+def search_condition(entity: Entity, table: sa.Table, text: str) -> sa.ColumnElement[bool]:
+    """Case-insensitive match on searchable fields; phones match on their digits."""
+    text = text.strip()
+    parts = []
+    digits = phone_digits(text)
+    for key in entity.search_fields:
+        fld = entity.fields.get(key)
+        if fld is None or not fld.stored:
+            continue
+        if fld.type == "phone":
+            if digits and len(digits) >= 3:
+                parts.append(table.c[f"{key}__digits"].contains(digits, autoescape=True))
+        elif fld.field_type.textual:
+            parts.append(table.c[key].ilike(f"%{_escape(text)}%", escape="\\"))
+        elif fld.type == "integer" and normalise_digits(text).isdigit():
+            parts.append(table.c[key] == int(normalise_digits(text)))
+    return sa.or_(*parts) if parts else sa.false()
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def build_select(entity: Entity, table: sa.Table, request: ListRequest,
+                 scope: sa.ColumnElement[bool] | None = None):
+    """The filtered statement (without order and limit) and its checked conditions."""
+    stmt = sa.select(table)
+    for condition in request.where:
+        problems = check_condition(entity, condition)
+        if problems:
+            raise QueryError("invalid filter", {condition.get("field", "_filter"): problems[0]})
+        try:
+            stmt = stmt.where(to_sql(entity, condition, table))
+        except FieldValueError as exc:
+            raise QueryError("invalid filter", {condition.get("field", "_filter"): str(exc)}) \
+                from None
+    if request.search:
+        stmt = stmt.where(search_condition(entity, table, request.search))
+    if not request.include_archived:
+        stmt = stmt.where(table.c.archived_at.is_(None))
+    if scope is not None:
+        stmt = stmt.where(scope)
+    return stmt
+
+
+def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: ListRequest,
+                 to_record, scope: sa.ColumnElement[bool] | None = None) -> Page:
+    """One keyset page of records plus an exact or capped count."""
+    size = request.size
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise QueryError("invalid page size", {"_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
+    base = build_select(entity, table, request, scope)
+    columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
+    stmt = base
+    if request.cursor:
+        stmt = stmt.where(keyset_after(columns, decode_cursor(request.cursor, columns)))
+    order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
+    rows = conn.execute(stmt.order_by(*order).limit(size + 1)).mappings().all()
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = encode_cursor([rows[-1][c.name] for c, _ in columns]) if more else None
+    page = Page(rows=[to_record(row) for row in rows], next=next_cursor)
+    if request.count:
+        capped = base.with_only_columns(table.c.id).limit(COUNT_CAP + 1).subquery()
+        total = conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
+        if total > COUNT_CAP:
+            page.at_least = COUNT_CAP
+        else:
+            page.count = total
+    return page

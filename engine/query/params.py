@@ -1,0 +1,69 @@
+"""The query-string grammar shared by screens and the API.
+
+`field=value` and `field__op=value` filter (ops: eq, ne, lt, lte, gt, gte, in, contains,
+startswith, isnull), `q=` searches, `_sort=field,-other` sorts, `_size=` sets the page
+size, `_next=` continues from a cursor and `_archived=1` includes archived records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from engine.definitions.model import Entity
+
+from .conditions import OPS
+from .listing import ListRequest, QueryError, parse_sort
+
+API_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith", "isnull")
+RESERVED = {"q", "_sort", "_size", "_next", "_archived", "_count", "_format", "_page"}
+TRUE = {"1", "true", "yes", "on"}
+
+
+def parse_list_args(entity: Entity, args: Mapping, ignore: set[str] | None = None,
+                    default_size: int = 50) -> ListRequest:
+    """Turn query-string arguments into a ListRequest; unknown names are errors."""
+    ignore = ignore or set()
+    request = ListRequest(size=default_size)
+    errors: dict[str, str] = {}
+    items = args.items(multi=True) if hasattr(args, "getlist") else args.items()
+    for name, value in items:
+        if name in RESERVED or name in ignore:
+            continue
+        key, _, op = name.partition("__")
+        op = op or "eq"
+        fld = entity.fields.get(key)
+        if fld is None:
+            errors[name] = f"{entity.key} has no field {key!r}"
+            continue
+        if op not in API_OPS or op not in OPS:
+            errors[name] = f"unknown operator {op!r}; use one of {', '.join(API_OPS)}"
+            continue
+        if not fld.stored:
+            errors[name] = f"{key!r} cannot be filtered"
+            continue
+        if op == "in":
+            request.where.append({"field": key, "op": "in",
+                                  "value": [v.strip() for v in value.split(",") if v.strip()]})
+        elif op == "isnull":
+            request.where.append({"field": key, "op": "isnull",
+                                  "value": value.strip().lower() in TRUE})
+        elif value == "" and op == "eq":
+            continue  # an empty filter box means no filter
+        else:
+            request.where.append({"field": key, "op": op, "value": value})
+    try:
+        request.sort = parse_sort(entity, args.get("_sort") or None)
+    except QueryError as exc:
+        errors.update(exc.fields)
+    size = args.get("_size")
+    if size not in (None, ""):
+        if not str(size).isdigit():
+            errors["_size"] = "must be a whole number"
+        else:
+            request.size = int(size)
+    request.cursor = args.get("_next") or None
+    request.search = (args.get("q") or "").strip() or None
+    request.include_archived = str(args.get("_archived", "")).lower() in TRUE
+    if errors:
+        raise QueryError("invalid list request", errors)
+    return request
