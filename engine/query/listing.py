@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
