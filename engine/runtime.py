@@ -26,6 +26,7 @@ class Kervan:
         self.field_types = field_type_registry(self.pm)
         self._model: Model | None = None
         self._tables: sa.MetaData | None = None
+        self._permissions = None
 
     def metadata_directories(self):
         extra = [p for paths in self.pm.hook.metadata_layers(kervan=self) for p in paths or []]
@@ -53,6 +54,16 @@ class Kervan:
     @cached_property
     def db(self) -> sa.Engine:
         return make_engine(self.settings.database_url)
+
+    @property
+    def permissions(self):
+        """Permission answers for the current model (rebuilt when the model changes)."""
+        from .security.permissions import Permissions
+
+        model = self.model
+        if self._permissions is None or self._permissions.model is not model:
+            self._permissions = Permissions(model)
+        return self._permissions
 
     @cached_property
     def records(self):

@@ -137,12 +137,15 @@ def keyset_after(columns, values) -> sa.ColumnElement[bool]:
     return sa.or_(*alternatives) if alternatives else sa.false()
 
 
-def search_condition(entity: Entity, table: sa.Table, text: str) -> sa.ColumnElement[bool]:
+def search_condition(entity: Entity, table: sa.Table, text: str,
+                     hidden: frozenset[str] = frozenset()) -> sa.ColumnElement[bool]:
     """Case-insensitive match on searchable fields; phones match on their digits."""
     text = text.strip()
     parts = []
     digits = phone_digits(text)
     for key in entity.search_fields:
+        if key in hidden:
+            continue
         fld = entity.fields.get(key)
         if fld is None or not fld.stored:
             continue
@@ -161,7 +164,8 @@ def _escape(text: str) -> str:
 
 
 def build_select(entity: Entity, table: sa.Table, request: ListRequest,
-                 scope: sa.ColumnElement[bool] | None = None):
+                 scope: sa.ColumnElement[bool] | None = None,
+                 hidden: frozenset[str] = frozenset()):
     """The filtered statement (without order and limit) and its checked conditions."""
     stmt = sa.select(table)
     for condition in request.where:
@@ -174,7 +178,7 @@ def build_select(entity: Entity, table: sa.Table, request: ListRequest,
             raise QueryError("invalid filter", {condition.get("field", "_filter"): str(exc)}) \
                 from None
     if request.search:
-        stmt = stmt.where(search_condition(entity, table, request.search))
+        stmt = stmt.where(search_condition(entity, table, request.search, hidden))
     if not request.include_archived:
         stmt = stmt.where(table.c.archived_at.is_(None))
     if scope is not None:
@@ -183,12 +187,13 @@ def build_select(entity: Entity, table: sa.Table, request: ListRequest,
 
 
 def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: ListRequest,
-                 to_record, scope: sa.ColumnElement[bool] | None = None) -> Page:
+                 to_record, scope: sa.ColumnElement[bool] | None = None,
+                 hidden: frozenset[str] = frozenset()) -> Page:
     """One keyset page of records plus an exact or capped count."""
     size = request.size
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise QueryError("invalid page size", {"_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
-    base = build_select(entity, table, request, scope)
+    base = build_select(entity, table, request, scope, hidden)
     columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
     stmt = base
     if request.cursor:

@@ -11,6 +11,7 @@ class Actor:
     username: str
     roles: frozenset[str] = field(default_factory=frozenset)
     team_id: int | None = None
+    team_ids: frozenset[int] = field(default_factory=frozenset)
     language: str = "en"
     is_system: bool = False
 

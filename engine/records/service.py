@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from engine.definitions.model import Entity, Field
 from engine.query.conditions import to_sql
-from engine.query.listing import ListRequest, Page, list_records
+from engine.query.listing import ListRequest, Page, QueryError, list_records
 from engine.storage.database import WRITE
 
 from . import audit
@@ -45,6 +45,24 @@ class RecordService:
     def table(self, entity: Entity | str) -> sa.Table:
         key = entity if isinstance(entity, str) else entity.table_name
         return self.kervan.tables.tables[key]
+
+    @property
+    def permissions(self):
+        return self.kervan.permissions
+
+    def visible(self, actor: Actor, entity: Entity, record: dict) -> dict:
+        """The record without the fields the actor's roles hide."""
+        hidden = self.permissions.field_access(actor, entity).hidden
+        if not hidden:
+            return record
+        return {k: v for k, v in record.items() if k not in hidden}
+
+    def _check_field_access(self, actor: Actor, entity: Entity, values: dict) -> None:
+        access = self.permissions.field_access(actor, entity)
+        blocked = {key: "you may not change this field" for key in values
+                   if key in access.read_only or key in access.hidden}
+        if blocked:
+            raise ValidationFailed(entity.key, blocked)
 
     def entity(self, key: str) -> Entity:
         try:
@@ -83,16 +101,17 @@ class RecordService:
         return row
 
     def get(self, entity_key: str, record_id: int, conn: sa.Connection | None = None,
-            with_lines: bool = True) -> dict[str, Any]:
-        """One record with its child lines."""
+            with_lines: bool = True, actor: Actor = SYSTEM) -> dict[str, Any]:
+        """One record with its child lines, as the actor may see it."""
         entity = self.entity(entity_key)
         record_id = _as_id(entity, record_id)
         with _reader(self.kervan.db, conn) as c:
             record = self._row_to_record(entity, self._load_row(c, entity, record_id))
+            self.permissions.require_record(actor, entity, "read", record)
             if with_lines:
                 for key, field in entity.child_tables.items():
                     record[key] = self._lines(c, entity, field, record_id)
-        return record
+        return self.visible(actor, entity, record)
 
     def _lines(self, conn, entity: Entity, field: Field, parent_id: int) -> list[dict]:
         child = self.model.entity(field.spec["entity"])
@@ -116,18 +135,37 @@ class RecordService:
             return [self._row_to_record(entity, r) for r in c.execute(stmt).mappings()]
 
     def list(self, entity_key: str, request: ListRequest, actor: Actor = SYSTEM,
-             conn: sa.Connection | None = None) -> Page:
-        """A keyset page of records matching a list request."""
+             conn: sa.Connection | None = None, action: str = "read") -> Page:
+        """A keyset page of the records the actor may read (or export) matching a request."""
         entity = self.entity(entity_key)
+        table = self.table(entity)
+        self.permissions.require(actor, entity, action)
+        hidden = self.permissions.field_access(actor, entity).hidden
+        used = {c.get("field") for c in request.where} | {k.field for k in request.sort}
+        if hidden & used:
+            name = sorted(hidden & used)[0]
+            raise QueryError("invalid list request", {name: f"{entity.key} has no field {name!r}"})
+        scope = self.permissions.row_condition(actor, entity, table, action)
         with _reader(self.kervan.db, conn) as c:
-            return list_records(c, entity, self.table(entity), request,
-                                lambda row: self._row_to_record(entity, row))
+            return list_records(
+                c, entity, table, request,
+                lambda row: self.visible(actor, entity, self._row_to_record(entity, row)),
+                scope=scope, hidden=hidden)
 
-    def history(self, entity_key: str, record_id: int) -> list[dict]:
+    def history(self, entity_key: str, record_id: int, actor: Actor = SYSTEM) -> list[dict]:
+        """The audit trail of a record the actor may read, without hidden fields."""
         entity = self.entity(entity_key)
         with self.kervan.db.connect() as conn:
-            self._load_row(conn, entity, _as_id(entity, record_id))
-            return audit.history(conn, self.table("kv_audit"), entity, int(record_id))
+            row = self._load_row(conn, entity, _as_id(entity, record_id))
+            self.permissions.require_record(actor, entity, "read",
+                                            self._row_to_record(entity, row))
+            entries = audit.history(conn, self.table("kv_audit"), entity, int(record_id))
+        hidden = self.permissions.field_access(actor, entity).hidden
+        for entry in entries:
+            for side in ("old", "new"):
+                if isinstance(entry[side], dict) and entry["field"] is None:
+                    entry[side] = {k: v for k, v in entry[side].items() if k not in hidden}
+        return [e for e in entries if e["field"] not in hidden]
 
     def to_json(self, entity_key: str, record: dict) -> dict:
         """A record as JSON-friendly values."""
@@ -156,9 +194,11 @@ class RecordService:
         if entity.child_of:
             raise RecordError(f"{entity.key} lines are created through their "
                               f"{entity.child_of} record")
+        self.permissions.require(actor, entity, "create")
+        self._check_field_access(actor, entity, values if isinstance(values, dict) else {})
         with self.transaction(conn) as c:
             record_id = self._create(c, entity, values, actor, at=at)
-            return self.get(entity.key, record_id, conn=c)
+            return self.visible(actor, entity, self.get(entity.key, record_id, conn=c))
 
     def _create(self, conn, entity: Entity, values: dict, actor: Actor,
                 prefix: str = "", extra: dict | None = None,
@@ -217,13 +257,16 @@ class RecordService:
                 "version": "is required: send the version you read, so a concurrent change "
                            "is not overwritten"})
         version = int(version)
+        self.permissions.require(actor, entity, "edit")
+        self._check_field_access(actor, entity, values if isinstance(values, dict) else {})
         with self.transaction(conn) as c:
             self._update(c, entity, record_id, values, version, actor)
-            return self.get(entity.key, record_id, conn=c)
+            return self.visible(actor, entity, self.get(entity.key, record_id, conn=c))
 
     def _update(self, conn, entity: Entity, record_id: int, values: dict, version: int,
                 actor: Actor) -> None:
         row = self._load_row(conn, entity, record_id, lock=True)
+        self.permissions.require_record(actor, entity, "edit", self._row_to_record(entity, row))
         if row["version"] != version:
             raise Conflict(entity.key, record_id, version, row["version"])
         if row["archived_at"] is not None:
@@ -281,8 +324,11 @@ class RecordService:
         entity = self.entity(entity_key)
         record_id = _as_id(entity, record_id)
         action = "archive" if archived else "restore"
+        self.permissions.require(actor, entity, "edit")
         with self.transaction(conn) as c:
             row = self._load_row(c, entity, record_id, lock=True)
+            self.permissions.require_record(actor, entity, "edit",
+                                            self._row_to_record(entity, row))
             if version is not None and int(version) != row["version"]:
                 raise Conflict(entity.key, record_id, version, row["version"])
             if (row["archived_at"] is not None) == archived:
@@ -294,7 +340,7 @@ class RecordService:
                 archived_at=now if archived else None, updated_at=now,
                 updated_by=actor.user_id, version=row["version"] + 1))
             audit.write_event(c, self.table("kv_audit"), entity, record_id, action, actor, now)
-            return self.get(entity.key, record_id, conn=c)
+            return self.visible(actor, entity, self.get(entity.key, record_id, conn=c))
 
     def delete(self, entity_key: str, record_id: int, actor: Actor = SYSTEM, conn=None) -> None:
         """Delete for good, unless the entity's policy forbids it or records link to it."""
@@ -303,8 +349,10 @@ class RecordService:
         if entity.delete_policy == "never":
             raise DeleteRefused(f"{entity.label['en']} records are never deleted; archive or "
                                 f"cancel it instead")
+        self.permissions.require(actor, entity, "delete")
         with self.transaction(conn) as c:
             snapshot = self.get(entity.key, record_id, conn=c)
+            self.permissions.require_record(actor, entity, "delete", snapshot)
             children = {f.spec["entity"] for f in entity.child_tables.values()}
             blockers = []
             for other, link in self.model.links_to(entity.key):
