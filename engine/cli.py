@@ -68,6 +68,83 @@ def migrate(dry_run: bool, allow_destructive: bool):
     click.echo(f"applied {len(plan.changes)} change(s).")
 
 
+@main.group()
+def user():
+    """Manage users."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True, help="A role key; repeatable.")
+@click.option("--password", required=True)
+@click.option("--email")
+@click.option("--full-name")
+@click.option("--language", default="en", show_default=True, type=click.Choice(["en", "tr", "fa"]))
+@click.option("--team", "teams", multiple=True, help="A team key; created if new; repeatable.")
+def user_create(username, roles, password, email, full_name, language, teams):
+    """Create a user who can sign in."""
+    from .records.errors import RecordError
+
+    kervan = _kervan()
+    _resolved(kervan)
+    try:
+        created = kervan.users.create(username, password, list(roles), email=email,
+                                      full_name=full_name, language=language, teams=list(teams))
+    except RecordError as exc:
+        for name, message in exc.fields.items():
+            click.echo(f"{name}: {message}", err=True)
+        click.echo(f"user not created: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"created user {created.username} (#{created.id}) with role(s) "
+               f"{', '.join(created.roles)}")
+
+
+@user.command("list")
+def user_list():
+    """List users with their roles and teams."""
+    kervan = _kervan()
+    _resolved(kervan)
+    for u in kervan.users.all():
+        state = "active" if u.active else "inactive"
+        click.echo(f"{u.username}\t{u.full_name or ''}\t{','.join(u.roles)}\t"
+                   f"{','.join(u.teams)}\t{state}")
+
+
+@main.group()
+def token():
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--label", help="What the token is for.")
+def token_create(username, label):
+    """Create an API token; it is printed once, on the last line."""
+    kervan = _kervan()
+    _resolved(kervan)
+    found = kervan.users.by_username(username)
+    if found is None or not found.active:
+        click.echo(f"no active user {username!r}", err=True)
+        sys.exit(1)
+    value = kervan.users.create_token(found, label)
+    click.echo(f"API token for {found.username} (send as 'Authorization: Bearer <token>'; "
+               f"it is not shown again):")
+    click.echo(value)
+
+
+@token.command("revoke")
+@click.argument("token_or_prefix")
+def token_revoke(token_or_prefix):
+    """Revoke a token (the whole token or its first 10 characters)."""
+    kervan = _kervan()
+    _resolved(kervan)
+    count = kervan.users.revoke_token(token_or_prefix)
+    if not count:
+        click.echo("no such active token", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {count} token(s)")
+
+
 @main.command()
 def demo():
     """Load the demo data of every metadata layer (running it twice changes nothing)."""

@@ -71,6 +71,12 @@ class Kervan:
 
         return RecordService(self)
 
+    @cached_property
+    def users(self):
+        from .security.users import Users
+
+        return Users(self)
+
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.dispose()

@@ -183,7 +183,8 @@ def _system_fields(registry: FieldTypeRegistry) -> dict[str, Field]:
     fields = {}
     for key, (type_name, label) in SYSTEM_FIELDS.items():
         fields[key] = Field(key=key, type=type_name, field_type=registry.get(type_name),
-                            label=dict(label), system=True, read_only=True,
+                            label=dict(label), system=True,
+                            read_only=key not in ("owner", "team"),
                             filterable=key in ("created_at", "updated_at", "owner", "team"),
                             sortable=key in ("id", "created_at", "updated_at"))
     return fields
@@ -288,6 +289,20 @@ def semantic_problems(model: Model, merged: dict) -> list[Problem]:
     raw_series = merged.get("series", {})
     for series in model.series.values():
         problems.extend(_series_problems(model, series, raw_series[series.key]))
+    raw_roles = merged.get("roles", {})
+    for role_key, role in raw_roles.items():
+        for entity_key in role.get("entities", {}):
+            if entity_key != "*" and entity_key not in model.entities:
+                problems.append(Problem(role["entities"].origin_of(entity_key),
+                                        f"roles.{role_key}.entities.{entity_key}",
+                                        f"entity {entity_key!r} does not exist"))
+        for ref in role.get("fields", {}):
+            entity_key, _, field_key = ref.partition(".")
+            entity = model.entities.get(entity_key)
+            if entity is None or field_key not in entity.fields:
+                problems.append(Problem(role["fields"].origin_of(ref),
+                                        f"roles.{role_key}.fields.{ref}",
+                                        f"field {ref!r} does not exist"))
     return problems
 
 

@@ -106,8 +106,60 @@ def system_tables(metadata: sa.MetaData) -> None:
     )
 
 
+    sa.Table(
+        "kv_user_role", metadata,
+        sa.Column("user_id", sa.BigInteger, primary_key=True),
+        sa.Column("role", sa.String(64), primary_key=True),
+    )
+    sa.Table(
+        "kv_user_team", metadata,
+        sa.Column("user_id", sa.BigInteger, primary_key=True),
+        sa.Column("team_id", sa.BigInteger, primary_key=True),
+    )
+    sa.Table(
+        "kv_session", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.Column("last_seen_at", _TS),
+        sa.Column("ended_at", _TS),
+        sa.Column("ip", sa.String(64)),
+    )
+    sa.Table(
+        "kv_api_token", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("prefix", sa.String(12), nullable=False),
+        sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+        sa.Column("label", sa.String(255)),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.Column("last_used_at", _TS),
+        sa.Column("revoked_at", _TS),
+    )
+    sa.Table(
+        "kv_login_attempt", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("username", sa.String(255), nullable=False),
+        sa.Column("ip", sa.String(64)),
+        sa.Column("success", sa.Boolean, nullable=False),
+        sa.Column("at", _TS, nullable=False),
+        sa.Index("ix_kv_login_attempt_username", "username", "at"),
+    )
+    sa.Table(
+        "kv_password_reset", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("user_id", sa.BigInteger, nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.Column("expires_at", _TS, nullable=False),
+        sa.Column("used_at", _TS),
+    )
+
+
 SYSTEM_TABLES = ("kv_user", "kv_team", "kv_audit", "kv_series_counter", "kv_schema_column",
-                 "kv_archive", "kv_file", "kv_demo")
+                 "kv_archive", "kv_file", "kv_demo", "kv_user_role", "kv_user_team",
+                 "kv_session", "kv_api_token", "kv_login_attempt", "kv_password_reset")
 
 
 def entity_columns(entity: Entity) -> list[tuple[sa.Column, str]]:
