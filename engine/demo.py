@@ -8,7 +8,8 @@ In a record:
 - `_created: 400` backdates it to 400 days ago so lists and reports have shape;
 - `_archived: true` archives it after creation;
 - date and datetime values may be `today`, `today-30`, `now+2` (days from today);
-- user fields take a username.
+- user fields take a username; `_users` entries have username, password, roles, teams,
+  full_name, email and language.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from .definitions.model import Entity
 from .definitions.yamlsource import YamlProblem, load_yaml_file, plain
 from .records.actor import SYSTEM
 from .records.errors import RecordError
-from .storage.database import WRITE
 
 RELATIVE_DATE = re.compile(r"^(today|now)\s*([+-]\s*\d+)?$")
 
@@ -99,13 +99,14 @@ class _Loader:
             raise DemoError(f"{path}: _users: every user needs a username")
         if username in self.users:
             return
-        table = self.tables["kv_user"]
-        allowed = {c.name for c in table.columns} - {"id", "password_hash"}
-        values = {k: v for k, v in user.items() if k in allowed}
-        values.setdefault("created_at", self.now)
-        with self.kervan.db.connect().execution_options(**WRITE) as conn, conn.begin():
-            self.users[username] = conn.execute(
-                table.insert().values(values).returning(table.c.id)).scalar_one()
+        try:
+            created = self.kervan.users.create(
+                username, user.get("password") or "", list(user.get("roles") or []),
+                email=user.get("email"), full_name=user.get("full_name"),
+                language=user.get("language", "en"), teams=list(user.get("teams") or []))
+        except RecordError as exc:
+            raise DemoError(f"{path}: _users: {username}: {exc}") from None
+        self.users[username] = created.id
         self.result.users += 1
 
     def _record(self, path: Path, entity: Entity, index: int, record: dict) -> None:

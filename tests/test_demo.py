@@ -11,9 +11,16 @@ from engine.demo import DemoError, demo_files, load_demo
 from .conftest import SHOP_METADATA
 
 DEMO = {
+    "roles/sales.yaml": """
+        sales:
+          label: {en: Sales}
+          entities:
+            "*": {read: team, create: true, edit: own}
+    """,
     "demo/10_customers.yaml": """
         _users:
-          - {username: ayse, full_name: Ayşe Yılmaz, email: ayse@example.com, language: tr}
+          - {username: ayse, full_name: Ayşe Yılmaz, email: ayse@example.com, language: tr,
+             password: Kervan-2026!, roles: [sales], teams: [north]}
         customer:
           - {_key: c_anadolu, _created: 400, _owner: ayse, name: Anadolu Makina A.Ş.,
              tax_number: "1234567890", email: info@anadolu.com.tr, tags: [VIP]}
