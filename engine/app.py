@@ -2,33 +2,65 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
+from flask_babel import Babel
+from flask_bootstrap import Bootstrap5
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from .config import PROJECT_ROOT
+from .records.errors import RecordError
 from .runtime import Kervan
+from .web.context import RTL, current_language
 
 
 def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flask:
     """Build the web application around a Kervan runtime."""
     kervan = kervan or Kervan()
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "ui_templates"),
-                instance_path=str(kervan.settings.instance))
-    app.config.update(SECRET_KEY=kervan.settings.secret_key)
+                static_folder="web/static", instance_path=str(kervan.settings.instance))
+    app.config.update(
+        SECRET_KEY=kervan.settings.secret_key,
+        BOOTSTRAP_SERVE_LOCAL=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=kervan.settings.max_upload_mb * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
     app.config.from_prefixed_env("KERVAN_FLASK")
     app.config.update(config or {})
     app.extensions["kervan"] = kervan
 
-    @app.get("/")
-    def home():
-        model = kervan.model
-        counts = {}
-        with kervan.db.connect() as conn:
-            for entity in model.entities.values():
-                table = kervan.tables.tables[entity.table_name]
-                capped = sa.select(table.c.id).limit(10_001).subquery()  # cheap on big tables
-                counts[entity.key] = conn.execute(
-                    sa.select(sa.func.count()).select_from(capped)).scalar_one()
-        return render_template("home.html", model=model, counts=counts)
+    Bootstrap5(app)
+    Babel(app, locale_selector=current_language,
+          default_translation_directories=str(PROJECT_ROOT / "engine" / "translations"))
+    CSRFProtect(app)
+
+    from .web import auth, ui, ui_extra
+
+    auth.login_manager.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(ui.bp)
+    app.register_blueprint(ui_extra.bp)
+    kervan.pm.hook.register_routes(app=app)
+
+    @app.context_processor
+    def inject():
+        language = current_language()
+        return {"lang": language, "rtl": language in RTL, "kervan": kervan}
+
+    @app.errorhandler(RecordError)
+    def record_error(exc: RecordError):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": exc.to_dict()}), exc.status
+        return render_template("error.html", error=exc), exc.status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": {"code": "csrf", "message": exc.description,
+                                      "fields": {}}}), 400
+        return render_template("error.html", error=exc, status=400), 400
 
     return app

@@ -40,6 +40,8 @@ class Settings:
     plugins: list[str] = field(default_factory=list)
     redis_url: str | None = None
     smtp_url: str | None = None
+    max_upload_mb: int = 20
+    currencies: tuple[str, ...] = ("TRY", "EUR", "USD", "IRR")
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             plugins=[p.strip() for p in (_env("PLUGINS", "") or "").split(",") if p.strip()],
             redis_url=_env("REDIS_URL"),
             smtp_url=_env("SMTP_URL"),
+            max_upload_mb=int(_env("MAX_UPLOAD_MB", "20")),
         )
         for key, value in overrides.items():
             setattr(settings, key, value)

@@ -24,3 +24,8 @@ def after_save(kervan, entity, action, record, changes, actor, connection):
 @hookspec
 def metadata_layers(kervan):
     """Return extra metadata directories (Path) to merge after the base and configured ones."""
+
+
+@hookspec
+def register_routes(app):
+    """Add blueprints or routes to the Flask app."""

@@ -132,6 +132,7 @@ class Entity:
     form_spec: dict = field(default_factory=dict)
     detail_spec: dict = field(default_factory=dict)
     search_fields: list[str] = field(default_factory=list)
+    calendar_spec: dict = field(default_factory=dict)
     series: list[Series] = field(default_factory=list)
     origin: Origin | None = None
 

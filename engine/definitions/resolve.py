@@ -36,6 +36,9 @@ COMMON_FIELD_PROPERTIES = {
     "hidden", "filterable", "sortable", "searchable",
 }
 RESERVED_ENTITY_PREFIXES = ("kv_", "sqlite_", "pg_", "alembic")
+#: Entity keys that would collide with the web application's own URLs.
+RESERVED_ENTITY_KEYS = {"login", "logout", "password", "api", "static", "bootstrap", "search",
+                        "calendar", "files", "admin", "studio", "me", "lookup", "health"}
 SERIES_TOKEN_RE = re.compile(r"{([^{}]*)}")
 SERIES_DATE_TOKENS = {"YYYY", "YY", "MM", "DD"}
 
@@ -224,6 +227,7 @@ def build_model(merged: dict, registry: FieldTypeRegistry,
                         message=plain(r.get("message"))) for r in raw.get("rules", [])],
             list_spec=plain(raw.get("list") or {}), form_spec=plain(raw.get("form") or {}),
             detail_spec=plain(raw.get("detail") or {}),
+            calendar_spec=plain(raw.get("calendar") or {}),
             search_fields=list((raw.get("search") or {}).get("fields") or
                                [k for k, f in fields.items() if f.searchable]),
             origin=origin,
@@ -261,6 +265,9 @@ def semantic_problems(model: Model, merged: dict) -> list[Problem]:
         if entity.key.startswith(RESERVED_ENTITY_PREFIXES):
             add(entity.origin, ek, "entity keys may not start with "
                 + ", ".join(RESERVED_ENTITY_PREFIXES))
+        if entity.key in RESERVED_ENTITY_KEYS:
+            add(entity.origin, ek, f"{ek!r} is reserved for the application's own pages; "
+                                   f"choose another key")
         for lang in LANGUAGES:
             if lang not in entity.label:
                 pass  # English is required by the schema; other languages fall back to it
@@ -286,9 +293,38 @@ def semantic_problems(model: Model, merged: dict) -> list[Problem]:
                 add(raw.origin_of("stage_field"), f"{ek}.stage_field",
                     f"{entity.stage_field!r} must be an enum field of {ek}")
         problems.extend(_layout_problems(model, entity, raw))
+        calendar = raw.get("calendar") or {}
+        for prop in ("start", "end"):
+            key = calendar.get(prop)
+            if key and (key not in entity.fields
+                        or entity.fields[key].type not in ("date", "datetime")):
+                add(calendar.origin_of(prop), f"{ek}.calendar.{prop}",
+                    f"{key!r} must be a date or datetime field of {ek}")
+        lst = raw.get("list") or {}
+        if lst.get("kanban") and not entity.stage_field:
+            add(raw.origin_of("list"), f"{ek}.list.kanban", "a board needs a stage_field")
+        total = lst.get("sum")
+        if total and (total not in entity.fields or entity.fields[total].type not in (
+                "money", "decimal", "integer")):
+            add(raw.origin_of("list"), f"{ek}.list.sum",
+                f"{total!r} must be a money, decimal or integer field of {ek}")
     raw_series = merged.get("series", {})
     for series in model.series.values():
         problems.extend(_series_problems(model, series, raw_series[series.key]))
+    for board_key, board in merged.get("dashboards", {}).items():
+        for index, widget in enumerate(board["widgets"]):
+            where = board["widgets"].origin_of(index)
+            entity = model.entities.get(widget["entity"])
+            wkey = f"dashboards.{board_key}.widgets.{widget['key']}"
+            if entity is None:
+                problems.append(Problem(where, wkey, f"entity {widget['entity']!r} does not exist"))
+                continue
+            if widget.get("kind") == "sum" and widget.get("field") not in entity.fields:
+                problems.append(Problem(where, wkey, "a sum widget needs a field of "
+                                                     f"{entity.key}"))
+            for name in widget.get("filter", {}):
+                if name.partition("__")[0] not in entity.fields:
+                    problems.append(Problem(where, wkey, f"filter names unknown field {name!r}"))
     raw_roles = merged.get("roles", {})
     for role_key, role in raw_roles.items():
         for entity_key in role.get("entities", {}):

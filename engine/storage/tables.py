@@ -155,11 +155,36 @@ def system_tables(metadata: sa.MetaData) -> None:
         sa.Column("expires_at", _TS, nullable=False),
         sa.Column("used_at", _TS),
     )
+    sa.Table(
+        "kv_favourite", metadata,
+        sa.Column("user_id", sa.BigInteger, primary_key=True),
+        sa.Column("entity", sa.String(64), primary_key=True),
+        sa.Column("record_id", sa.BigInteger, primary_key=True),
+        sa.Column("created_at", _TS, nullable=False),
+    )
+    sa.Table(
+        "kv_recent", metadata,
+        sa.Column("user_id", sa.BigInteger, primary_key=True),
+        sa.Column("entity", sa.String(64), primary_key=True),
+        sa.Column("record_id", sa.BigInteger, primary_key=True),
+        sa.Column("viewed_at", _TS, nullable=False),
+        sa.Index("ix_kv_recent_user", "user_id", "viewed_at"),
+    )
+    sa.Table(
+        "kv_saved_search", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+        sa.Column("entity", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("query", sa.Text, nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
+    )
 
 
 SYSTEM_TABLES = ("kv_user", "kv_team", "kv_audit", "kv_series_counter", "kv_schema_column",
                  "kv_archive", "kv_file", "kv_demo", "kv_user_role", "kv_user_team",
-                 "kv_session", "kv_api_token", "kv_login_attempt", "kv_password_reset")
+                 "kv_session", "kv_api_token", "kv_login_attempt", "kv_password_reset",
+                 "kv_favourite", "kv_recent", "kv_saved_search")
 
 
 def entity_columns(entity: Entity) -> list[tuple[sa.Column, str]]:

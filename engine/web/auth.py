@@ -57,13 +57,13 @@ def load_bearer(req):
 def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("ui.dashboard")
+    return url_for("ui_extra.dashboard")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(url_for("ui.dashboard"))
+        return redirect(url_for("ui_extra.dashboard"))
     error = None
     username = ""
     if request.method == "POST":

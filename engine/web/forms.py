@@ -36,7 +36,7 @@ def editable_fields(entity: Entity, hidden: frozenset[str] = frozenset()) -> lis
             if fld and not fld.system and not fld.read_only and key not in hidden \
                     and fld.type not in NOT_EDITABLE and not entity.series_for(key):
                 keys.append(key)
-    for key, fld in entity.child_tables.items():
+    for key in entity.child_tables:
         if key not in hidden:
             keys.append(key)
     return keys

@@ -1,0 +1,311 @@
+"""Generated screens for every entity: list, detail, form and record actions."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import login_required
+from werkzeug.datastructures import MultiDict
+
+from engine.definitions.model import Entity
+from engine.query.listing import MAX_PAGE_SIZE, QueryError
+from engine.records.errors import RecordError, ValidationFailed
+
+from .context import current_actor, kervan, text_in
+from .display import Titles, compose_title, display, local_time
+from .forms import editable_fields, form_sections, read_form
+from .listview import PAGE_SIZES, PRESETS, build_list_view, preset_label
+from .record_view import build_detail, record_recent
+
+bp = Blueprint("ui", __name__)
+
+
+def entity_or_404(key: str) -> Entity:
+    entity = kervan().model.entities.get(key)
+    if entity is None or entity.child_of:
+        abort(404)
+    return entity
+
+
+@bp.app_template_global()
+def url_with(**changes) -> str:
+    """The current URL with some query arguments changed (None removes one)."""
+    args = MultiDict(request.args)
+    for key, value in changes.items():
+        args.poplist(key)
+        if value not in (None, ""):
+            args[key] = value
+    query = urlencode(list(args.items(multi=True)))
+    return f"{request.path}?{query}" if query else request.path
+
+
+@bp.app_template_global()
+def label_of(labels) -> str:
+    return text_in(labels)
+
+
+@bp.get("/<entity_key>/")
+@login_required
+def list_view(entity_key: str):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    args = request.args
+    try:
+        view = build_list_view(entity, args, actor)
+    except QueryError as exc:
+        flash(_("This list request has a problem: %(details)s", details="; ".join(
+            f"{k}: {v}" for k, v in exc.fields.items()) or exc.message), "danger")
+        return redirect(request.path)
+    return render_template("list.html", view=view, entity=entity, presets=PRESETS,
+                           preset_label=preset_label, page_sizes=PAGE_SIZES,
+                           saved=saved_searches(entity, actor),
+                           can_create=kervan().permissions.scope(actor, entity, "create") != "none",
+                           can_export=kervan().permissions.scope(actor, entity, "export") != "none")
+
+
+@bp.get("/<entity_key>/export.csv")
+@login_required
+def export_csv(entity_key: str):
+    """The filtered list as CSV, every page of it, as text the user sees on screen."""
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    args = MultiDict(request.args)
+    args.poplist("_next")
+    first = build_list_view(entity, args, actor, action="export", size=MAX_PAGE_SIZE)
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([c.label for c in first.columns])
+        view = first
+        while True:
+            for record in view.page.rows:
+                writer.writerow([view.cell(record, c.field.key) for c in first.columns])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if not view.page.next:
+                break
+            args["_next"] = view.page.next
+            view = build_list_view(entity, args, actor, action="export", size=MAX_PAGE_SIZE)
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
+    return Response(stream_with_context(rows()), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="{entity.key}-{stamp}.csv"'})
+
+
+def saved_searches(entity: Entity, actor) -> list[dict]:
+    table = kervan().tables.tables["kv_saved_search"]
+    with kervan().db.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.user_id == actor.user_id,
+                                                   table.c.entity == entity.key)
+                            .order_by(table.c.name)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+@bp.post("/<entity_key>/searches")
+@login_required
+def save_search(entity_key: str):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    name = request.form.get("name", "").strip()[:128]
+    query = request.form.get("query", "")
+    if not name:
+        flash(_("Give the search a name."), "warning")
+        return redirect(url_for("ui.list_view", entity_key=entity.key) + "?" + query)
+    table = kervan().tables.tables["kv_saved_search"]
+    with kervan().records.transaction() as conn:
+        conn.execute(table.insert().values(user_id=actor.user_id, entity=entity.key, name=name,
+                                           query=query, created_at=dt.datetime.now(dt.UTC)))
+    flash(_("Search “%(name)s” saved.", name=name), "success")
+    return redirect(url_for("ui.list_view", entity_key=entity.key) + "?" + query)
+
+
+@bp.post("/<entity_key>/searches/<int:search_id>/delete")
+@login_required
+def delete_search(entity_key: str, search_id: int):
+    entity = entity_or_404(entity_key)
+    table = kervan().tables.tables["kv_saved_search"]
+    with kervan().records.transaction() as conn:
+        conn.execute(table.delete().where(table.c.id == search_id,
+                                          table.c.user_id == current_actor().user_id))
+    return redirect(url_for("ui.list_view", entity_key=entity.key))
+
+
+@bp.get("/<entity_key>/<int:record_id>")
+@login_required
+def detail(entity_key: str, record_id: int):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    view = build_detail(entity, record_id, actor, request.args.get("tab"))
+    record_recent(actor, entity, record_id)
+    return render_template("detail.html", view=view, entity=entity)
+
+
+def _form_page(entity: Entity, record: dict | None, values: dict, errors: dict[str, str],
+               status: int = 200):
+    actor = current_actor()
+    hidden = kervan().permissions.field_access(actor, entity).hidden
+    editable = set(editable_fields(entity, hidden))
+    titles = Titles()
+    for key, fld in entity.fields.items():
+        if fld.type == "link" and values.get(key):
+            titles.load(fld.target, [values.get(key)])
+    return render_template("form.html", entity=entity, record=record, values=values,
+                           errors=errors, sections=form_sections(entity), editable=editable,
+                           hidden=hidden, titles=titles, users=active_users()), status
+
+
+def active_users() -> list[tuple[int, str]]:
+    table = kervan().tables.tables["kv_user"]
+    with kervan().db.connect() as conn:
+        rows = conn.execute(sa.select(table.c.id, table.c.full_name, table.c.username)
+                            .where(table.c.active.is_(True)).order_by(table.c.full_name))
+        return [(r.id, r.full_name or r.username) for r in rows]
+
+
+@bp.route("/<entity_key>/new", methods=["GET", "POST"])
+@login_required
+def create(entity_key: str):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    kervan().permissions.require(actor, entity, "create")
+    if request.method == "GET":
+        # "add related" pre-fills links (and any other field) from the query string
+        values = {k: v for k, v in request.args.items() if k in entity.user_fields}
+        values.setdefault("owner", actor.user_id)
+        return _form_page(entity, None, values, {})
+    hidden = kervan().permissions.field_access(actor, entity).hidden
+    values = read_form(entity, request.form, hidden)
+    try:
+        attach_uploads(entity, values, actor)
+        created = kervan().records.create(entity.key, values, actor=actor)
+    except ValidationFailed as exc:
+        return _form_page(entity, None, _echo(entity, values), exc.fields, 422)
+    flash(_("%(entity)s “%(title)s” created.", entity=text_in(entity.label),
+            title=compose_title(entity, created)), "success")
+    if request.form.get("_action") == "save_new":
+        return redirect(url_for("ui.create", entity_key=entity.key))
+    return redirect(url_for("ui.detail", entity_key=entity.key, record_id=created["id"]))
+
+
+@bp.route("/<entity_key>/<int:record_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(entity_key: str, record_id: int):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    record = kervan().records.get(entity.key, record_id, actor=actor)
+    if request.method == "GET":
+        return _form_page(entity, record, record, {})
+    hidden = kervan().permissions.field_access(actor, entity).hidden
+    values = read_form(entity, request.form, hidden)
+    try:
+        attach_uploads(entity, values, actor)
+        updated = kervan().records.update(entity.key, record_id, values,
+                                          version=request.form.get("version"), actor=actor)
+    except ValidationFailed as exc:
+        return _form_page(entity, record, {**record, **_echo(entity, values)}, exc.fields, 422)
+    except RecordError as exc:
+        if exc.status == 409:
+            flash(exc.message, "danger")
+            return _form_page(entity, kervan().records.get(entity.key, record_id, actor=actor),
+                              {**record, **_echo(entity, values)}, exc.fields, 409)
+        raise
+    flash(_("Changes saved."), "success")
+    if request.form.get("_action") == "save_new":
+        return redirect(url_for("ui.create", entity_key=entity.key))
+    return redirect(url_for("ui.detail", entity_key=entity.key, record_id=updated["id"]))
+
+
+def _echo(entity: Entity, values: dict) -> dict:
+    """Submitted values, shown again next to their errors."""
+    return dict(values)
+
+
+@bp.post("/<entity_key>/<int:record_id>/<any(archive, restore, delete):action>")
+@login_required
+def record_action(entity_key: str, record_id: int, action: str):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    records = kervan().records
+    try:
+        if action == "archive":
+            records.archive(entity.key, record_id, actor=actor)
+            flash(_("Archived. It is hidden from daily lists and can be restored."), "success")
+        elif action == "restore":
+            records.restore(entity.key, record_id, actor=actor)
+            flash(_("Restored."), "success")
+        else:
+            records.delete(entity.key, record_id, actor=actor)
+            flash(_("Deleted."), "success")
+            return redirect(url_for("ui.list_view", entity_key=entity.key))
+    except RecordError as exc:
+        if exc.status == 403:
+            raise
+        flash(exc.message, "danger")
+    return redirect(url_for("ui.detail", entity_key=entity.key, record_id=record_id))
+
+
+@bp.post("/<entity_key>/<int:record_id>/favourite")
+@login_required
+def favourite(entity_key: str, record_id: int):
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    kervan().records.get(entity.key, record_id, actor=actor, with_lines=False)
+    table = kervan().tables.tables["kv_favourite"]
+    key = (table.c.user_id == actor.user_id, table.c.entity == entity.key,
+           table.c.record_id == record_id)
+    with kervan().records.transaction() as conn:
+        if conn.execute(sa.select(table.c.record_id).where(*key)).first():
+            conn.execute(table.delete().where(*key))
+        else:
+            conn.execute(table.insert().values(user_id=actor.user_id, entity=entity.key,
+                                               record_id=record_id,
+                                               created_at=dt.datetime.now(dt.UTC)))
+    return redirect(url_for("ui.detail", entity_key=entity.key, record_id=record_id))
+
+
+@bp.app_template_global()
+def cell(entity: Entity, key: str, record: dict, titles: Titles) -> str:
+    return display(entity, key, record, titles)
+
+
+@bp.app_template_global()
+def currencies() -> list[str]:
+    """Currencies offered next to money amounts."""
+    return list(kervan().settings.currencies)
+
+
+@bp.app_template_global()
+def local_input(value) -> str:
+    """A stored UTC moment as a `datetime-local` input value in the company time zone."""
+    if isinstance(value, dt.datetime):
+        return local_time(value).strftime("%Y-%m-%dT%H:%M")
+    return value or ""
+
+
+def attach_uploads(entity: Entity, values: dict, actor) -> None:
+    """Files chosen in attachment fields are stored first; the field keeps their id."""
+    from .ui_extra import store_file
+
+    for key, fld in entity.user_fields.items():
+        upload = request.files.get(f"{key}__file")
+        if fld.type == "attachment" and upload is not None and upload.filename:
+            values[key] = store_file(upload, None, None, actor)
