@@ -161,3 +161,43 @@ SHOP_METADATA = {
 def shop(metadata_dir, make_kervan) -> Kervan:
     """A small shop model (entities the engine has never seen), migrated."""
     return make_kervan(metadata_dir(SHOP_METADATA, name="shop"))
+
+
+BASE_METADATA = PROJECT_ROOT / "metadata"
+PASSWORD = "Kervan-2026!"
+
+
+@pytest.fixture
+def crm(make_kervan):
+    """The base CRM (real metadata) on this test's database, with users per role."""
+    kervan = make_kervan(BASE_METADATA)
+    users = kervan.users
+    users.create("admin", PASSWORD, ["admin"], full_name="Ada Admin", email="admin@example.com")
+    users.create("ayse", PASSWORD, ["sales"], full_name="Ayşe Yılmaz", teams=["istanbul"],
+                 language="tr", email="ayse@example.com")
+    users.create("reza", PASSWORD, ["sales"], full_name="Reza Tehrani", teams=["tehran"],
+                 language="fa")
+    users.create("sara", PASSWORD, ["finance"], full_name="Sara Karimi", teams=["tehran"])
+    return kervan
+
+
+@pytest.fixture
+def app(crm):
+    from engine.app import create_app
+
+    app = create_app({"TESTING": True}, kervan=crm)
+    return app
+
+
+@pytest.fixture
+def csrf_free_app(crm):
+    from engine.app import create_app
+
+    return create_app({"TESTING": True, "WTF_CSRF_ENABLED": False}, kervan=crm)
+
+
+def sign_in(client, username: str, password: str = PASSWORD):
+    """Sign a Flask test client in through the real login form."""
+    response = client.post("/login", data={"username": username, "password": password})
+    assert response.status_code == 302, response.data[:500]
+    return client

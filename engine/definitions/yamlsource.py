@@ -60,8 +60,8 @@ class YamlProblem(Exception):
         self.message = message
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader building SourceMap/SourceList and refusing duplicate keys."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader (libyaml when present) building SourceMap/SourceList, refusing duplicate keys."""
 
 
 def _origin(loader: _Loader, node: yaml.Node) -> Origin:
@@ -113,9 +113,23 @@ def load_yaml_text(text: str, name: str):
         loader.dispose()
 
 
+_FILE_CACHE: dict[tuple, object] = {}
+
+
 def load_yaml_file(path: Path, display_name: str | None = None):
-    """Read and parse one YAML file."""
+    """Read and parse one YAML file (parsed files are reused while unchanged on disk).
+
+    Callers never mutate parsed documents: merging copies what it changes.
+    """
     name = display_name or str(path)
+    stat = path.stat()
+    key = (str(path.resolve()), name, stat.st_mtime_ns, stat.st_size)
+    if key not in _FILE_CACHE:
+        _FILE_CACHE[key] = _read_yaml_file(path, name)
+    return _FILE_CACHE[key]
+
+
+def _read_yaml_file(path: Path, name: str):
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

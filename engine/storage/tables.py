@@ -224,8 +224,22 @@ def entity_indexes(entity: Entity, table: sa.Table) -> list[sa.Index]:
     return indexes
 
 
+_BUILT: dict[int, tuple[Model, sa.MetaData]] = {}
+
+
 def build_tables(model: Model) -> sa.MetaData:
-    """The full database shape the model asks for."""
+    """The full database shape the model asks for (built once per resolved model)."""
+    cached = _BUILT.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    metadata = _build_tables(model)
+    if len(_BUILT) > 16:
+        _BUILT.clear()
+    _BUILT[id(model)] = (model, metadata)
+    return metadata
+
+
+def _build_tables(model: Model) -> sa.MetaData:
     metadata = sa.MetaData()
     system_tables(metadata)
     for entity in model.entities.values():
