@@ -141,7 +141,8 @@ def test_kanban_move_refusal_says_why(client, crm):
 
 
 def test_calendar_views(client, crm):
-    crm.records.create("meeting", {"subject": "Fuar hazırlık", "start_at": "2026-03-10T09:00:00+03:00",
+    crm.records.create("meeting", {"subject": "Fuar hazırlık",
+                                   "start_at": "2026-03-10T09:00:00+03:00",
                                    "end_at": "2026-03-10T10:00:00+03:00"})
     for view in ("day", "week", "month"):
         page = client.get(f"/calendar?view={view}&date=2026-03-10").get_data(as_text=True)

@@ -120,6 +120,9 @@ def evaluate(entity: Entity, condition: dict, record: dict) -> bool:
             return raw in actual if op == "contains" else any(t.startswith(raw) for t in actual)
         text, needle = str(actual).casefold(), str(raw).casefold()
         return needle in text if op == "contains" else text.startswith(needle)
+    if field.type == "tags" and op in ("eq", "ne"):  # "has the tag", as in list filters
+        has = raw in (actual or [])
+        return has if op == "eq" else not has
     expected = _comparable(field, _coerce_operand(field, raw))
     if op == "eq":
         return actual == expected

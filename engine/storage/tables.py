@@ -215,8 +215,8 @@ def entity_indexes(entity: Entity, table: sa.Table) -> list[sa.Index]:
         sa.Index(index_name("ix", t, "team"), table.c.team),
     ]
     for field in entity.user_fields.values():
-        for storage in field.field_type.columns(field):
-            if storage.unique:
+        for position, storage in enumerate(field.field_type.columns(field)):
+            if storage.unique or (position == 0 and field.unique):
                 indexes.append(sa.Index(index_name("uq", t, storage.name),
                                         table.c[storage.name], unique=True))
             elif storage.index:

@@ -189,7 +189,8 @@ def create(entity_key: str):
     kervan().permissions.require(actor, entity, "create")
     if request.method == "GET":
         # "add related" pre-fills links (and any other field) from the query string
-        values = {k: v for k, v in request.args.items() if k in entity.user_fields}
+        values = new_record_defaults(entity, actor)
+        values.update({k: v for k, v in request.args.items() if k in entity.user_fields})
         values.setdefault("owner", actor.user_id)
         return _form_page(entity, None, values, {})
     hidden = kervan().permissions.field_access(actor, entity).hidden
@@ -232,6 +233,19 @@ def edit(entity_key: str, record_id: int):
     if request.form.get("_action") == "save_new":
         return redirect(url_for("ui.create", entity_key=entity.key))
     return redirect(url_for("ui.detail", entity_key=entity.key, record_id=updated["id"]))
+
+
+def new_record_defaults(entity: Entity, actor) -> dict:
+    """Declared defaults, shown in a new form so the user sees what will be saved."""
+    from zoneinfo import ZoneInfo
+
+    from engine.records.values import default_value
+
+    now = dt.datetime.now(dt.UTC)
+    today = now.astimezone(ZoneInfo(kervan().settings.timezone)).date()
+    return {key: default_value(fld, actor, now, today)
+            for key, fld in entity.user_fields.items()
+            if fld.default is not None and fld.type != "child_table"}
 
 
 def _echo(entity: Entity, values: dict) -> dict:
