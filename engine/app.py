@@ -35,14 +35,16 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
     Bootstrap5(app)
     Babel(app, locale_selector=current_language,
           default_translation_directories=str(PROJECT_ROOT / "engine" / "translations"))
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
 
-    from .web import auth, ui, ui_extra
+    from .web import api, auth, ui, ui_extra
 
     auth.login_manager.init_app(app)
     app.register_blueprint(auth.bp)
-    app.register_blueprint(ui.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # the API checks X-CSRFToken itself for cookie sessions
     app.register_blueprint(ui_extra.bp)
+    app.register_blueprint(ui.bp)
     kervan.pm.hook.register_routes(app=app)
 
     @app.context_processor
@@ -55,6 +57,17 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
         if request.path.startswith("/api/"):
             return jsonify({"error": exc.to_dict()}), exc.status
         return render_template("error.html", error=exc), exc.status
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def not_found(exc):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": {"code": "not_found" if exc.code == 404 else
+                                      "method_not_allowed", "message": exc.description,
+                                      "fields": {}}}), exc.code
+        problem = RecordError(exc.description)
+        problem.status = exc.code
+        return render_template("error.html", error=problem), exc.code
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

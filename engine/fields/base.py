@@ -78,6 +78,10 @@ class FieldType:
         """Problems with a field's declaration, beyond what JSON Schema checks."""
         return []
 
+    def json_schema(self, field: Field) -> dict:
+        """JSON Schema of the value in the API (OpenAPI 3.1)."""
+        return {"type": ["string", "null"]}
+
     def sort_column(self, field: Field) -> str | None:
         """The column to sort by, or None when this type cannot be sorted."""
         return field.key if self.ordered or self.textual else None

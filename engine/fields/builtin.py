@@ -13,6 +13,9 @@ from sqlalchemy.dialects import postgresql
 
 from .base import FieldType, FieldValueError, StorageColumn
 
+#: The largest whole number a BIGINT column holds.
+MAX_INTEGER = 2**63 - 1
+
 #: Persian and Arabic-Indic digits are accepted wherever digits are.
 _DIGIT_MAP = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
@@ -55,6 +58,9 @@ class StringType(FieldType):
             raise FieldValueError(f"must be at most {self.max_length(field)} characters")
         return text
 
+    def json_schema(self, field):
+        return {"type": ["string", "null"], "maxLength": self.max_length(field)}
+
 
 class TextType(FieldType):
     name = "text"
@@ -72,6 +78,9 @@ class TextType(FieldType):
 
     def sort_column(self, field):
         return None
+
+    def json_schema(self, field):
+        return {"type": ["string", "null"]}
 
 
 class IntegerType(FieldType):
@@ -96,8 +105,13 @@ class IntegerType(FieldType):
             number = int(normalise_digits(value.strip()))
         else:
             raise FieldValueError("must be a whole number")
+        if abs(number) > MAX_INTEGER:
+            raise FieldValueError("is too large")
         _check_range(field, number)
         return number
+
+    def json_schema(self, field):
+        return {"type": ["integer", "null"], "minimum": -MAX_INTEGER, "maximum": MAX_INTEGER}
 
 
 def _check_range(field, number) -> None:
@@ -173,6 +187,10 @@ class DecimalType(FieldType):
         p, s = self.shape(field)
         return [f"scale {s} must be smaller than precision {p}"] if s >= p else []
 
+    def json_schema(self, field):
+        return {"type": ["string", "null"], "pattern": r"^-?\d+(\.\d+)?$",
+                "description": "a decimal number written as text, e.g. \"1234.50\""}
+
 
 class PercentType(DecimalType):
     name = "percent"
@@ -239,6 +257,12 @@ class MoneyType(DecimalType):
             return None
         return {"amount": str(value["amount"]), "currency": value["currency"]}
 
+    def json_schema(self, field):
+        return {"type": ["object", "null"], "required": ["amount", "currency"],
+                "properties": {"amount": {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"},
+                               "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+                "additionalProperties": False}
+
 
 class BooleanType(FieldType):
     name = "boolean"
@@ -267,6 +291,9 @@ class BooleanType(FieldType):
     def is_empty(self, value):
         return value is None
 
+    def json_schema(self, field):
+        return {"type": ["boolean", "null"]}
+
 
 class DateType(FieldType):
     name = "date"
@@ -291,6 +318,9 @@ class DateType(FieldType):
 
     def to_json(self, field, value):
         return None if value is None else value.isoformat()
+
+    def json_schema(self, field):
+        return {"type": ["string", "null"], "format": "date"}
 
 
 class DateTimeType(FieldType):
@@ -324,6 +354,9 @@ class DateTimeType(FieldType):
 
     def to_json(self, field, value):
         return None if value is None else value.isoformat()
+
+    def json_schema(self, field):
+        return {"type": ["string", "null"], "format": "date-time"}
 
 
 def to_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -427,6 +460,9 @@ class EnumType(FieldType):
                 f"{value!r} is not one of the options: {', '.join(field.option_keys)}")
         return value
 
+    def json_schema(self, field):
+        return {"enum": [*field.option_keys, None]}
+
 
 class TagsType(FieldType):
     """Several values: options when declared (multi-enum), free tags otherwise."""
@@ -465,6 +501,12 @@ class TagsType(FieldType):
             value = json.loads(value)
         return value
 
+    def json_schema(self, field):
+        items = {"type": "string"}
+        if field.option_keys and not field.spec.get("free"):
+            items = {"enum": field.option_keys}
+        return {"type": ["array", "null"], "items": items}
+
 
 class ReferenceType(FieldType):
     """Base of fields that hold the id of another record."""
@@ -485,11 +527,14 @@ class ReferenceType(FieldType):
             value = value["id"]
         if isinstance(value, bool):
             raise FieldValueError("must be the id of a record")
-        if isinstance(value, int) and value > 0:
-            return value
         if isinstance(value, str) and normalise_digits(value.strip()).isdigit():
-            return int(normalise_digits(value.strip()))
+            value = int(normalise_digits(value.strip()))
+        if isinstance(value, int) and 0 < value <= MAX_INTEGER:
+            return value
         raise FieldValueError("must be the id of a record")
+
+    def json_schema(self, field):
+        return {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_INTEGER}
 
 
 class LinkType(ReferenceType):
@@ -541,6 +586,9 @@ class ChildTableType(FieldType):
 
     def sort_column(self, field):
         return None
+
+    def json_schema(self, field):
+        return {"type": "array", "items": {"$ref": f"#/components/schemas/{field.spec['entity']}"}}
 
 
 BUILTIN_TYPES: list[type[FieldType]] = [

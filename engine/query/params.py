@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from engine.definitions.model import Entity
 
 from .conditions import OPS
-from .listing import ListRequest, QueryError, parse_sort
+from .listing import MAX_PAGE_SIZE, ListRequest, QueryError, parse_sort
 
 API_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith", "isnull")
 RESERVED = {"q", "_sort", "_size", "_next", "_archived", "_count", "_format", "_page"}
@@ -57,8 +57,8 @@ def parse_list_args(entity: Entity, args: Mapping, ignore: set[str] | None = Non
         errors.update(exc.fields)
     size = args.get("_size")
     if size not in (None, ""):
-        if not str(size).isdigit():
-            errors["_size"] = "must be a whole number"
+        if not str(size).isdigit() or not 1 <= int(size) <= MAX_PAGE_SIZE:
+            errors["_size"] = f"must be a whole number between 1 and {MAX_PAGE_SIZE}"
         else:
             request.size = int(size)
     request.cursor = args.get("_next") or None

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from engine.definitions.model import Entity, Field
+from engine.fields.builtin import MAX_INTEGER
 from engine.query.conditions import to_sql
 from engine.query.listing import ListRequest, Page, QueryError, list_records
 from engine.storage.database import WRITE
@@ -257,6 +258,8 @@ class RecordService:
                 "version": "is required: send the version you read, so a concurrent change "
                            "is not overwritten"})
         version = int(version)
+        if version >= 2**31:
+            raise ValidationFailed(entity.key, {"version": "is not a version of this record"})
         self.permissions.require(actor, entity, "edit")
         self._check_field_access(actor, entity, values if isinstance(values, dict) else {})
         with self.transaction(conn) as c:
@@ -499,7 +502,7 @@ def _as_id(entity: Entity, record_id) -> int:
         value = int(record_id)
     except (TypeError, ValueError):
         raise NotFound(entity.key, record_id) from None
-    if value <= 0:
+    if not 0 < value <= MAX_INTEGER:
         raise NotFound(entity.key, record_id)
     return value
 
