@@ -7,7 +7,6 @@ import pytest
 import schemathesis
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
-
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -21,7 +20,6 @@ from engine.runtime import Kervan
 from engine.storage.schema_sync import sync_schema
 
 from .conftest import BASE_METADATA, PASSWORD
-
 
 #: The issue's bar: no server errors, and responses as documented.  A 400 for a query the
 #: schema cannot fully describe (a damaged cursor, an unsortable field) is a documented answer.
