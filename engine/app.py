@@ -47,6 +47,10 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
     app.register_blueprint(ui.bp)
     kervan.pm.hook.register_routes(app=app)
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return app.send_static_file("favicon.svg")
+
     @app.context_processor
     def inject():
         language = current_language()

@@ -29,7 +29,7 @@ from werkzeug.utils import secure_filename
 from engine.definitions.model import Entity
 from engine.query.listing import ListRequest
 from engine.query.params import parse_list_args
-from engine.records.errors import RecordError
+from engine.records.errors import RecordError, ValidationFailed
 from engine.security.permissions import PermissionDenied
 
 from .context import current_actor, kervan, text_in
@@ -238,10 +238,14 @@ def move(entity_key: str, record_id: int):
                                          {entity.stage_field: body.get("to")},
                                          version=body.get("version"), actor=current_actor())
     except RecordError as exc:
-        reasons = "; ".join(f"{text_in(entity.fields[k].label) if k in entity.fields else k}: "
-                            f"{v}" for k, v in exc.fields.items())
+        if isinstance(exc, ValidationFailed):  # name the fields the move still needs
+            reason = "; ".join(
+                f"{text_in(entity.fields[k].label) if k in entity.fields else k}: {v}"
+                for k, v in exc.fields.items())
+        else:
+            reason = exc.message
         return jsonify({"error": {"code": exc.code, "message": exc.message,
-                                  "reason": reasons or exc.message,
+                                  "reason": reason or exc.message,
                                   "fields": exc.fields}}), exc.status
     stage = entity.fields[entity.stage_field]
     return jsonify({"id": record["id"], "version": record["version"],
