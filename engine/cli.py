@@ -68,6 +68,21 @@ def migrate(dry_run: bool, allow_destructive: bool):
     click.echo(f"applied {len(plan.changes)} change(s).")
 
 
+def _ready(kervan: Kervan):
+    """The resolved model, once the database matches it; otherwise say what to run."""
+    from .storage.schema_sync import plan_sync
+
+    model = _resolved(kervan)
+    pending = plan_sync(kervan.db, model).changes
+    if pending:
+        shown = "; ".join(step.describe() for step in pending[:3])
+        more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+        click.echo(f"the database is not in line with the metadata ({shown}{more}); run "
+                   f"`kervan migrate` first.", err=True)
+        sys.exit(1)
+    return model
+
+
 @main.group()
 def user():
     """Manage users."""
@@ -86,7 +101,7 @@ def user_create(username, roles, password, email, full_name, language, teams):
     from .records.errors import RecordError
 
     kervan = _kervan()
-    _resolved(kervan)
+    _ready(kervan)
     try:
         created = kervan.users.create(username, password, list(roles), email=email,
                                       full_name=full_name, language=language, teams=list(teams))
@@ -103,7 +118,7 @@ def user_create(username, roles, password, email, full_name, language, teams):
 def user_list():
     """List users with their roles and teams."""
     kervan = _kervan()
-    _resolved(kervan)
+    _ready(kervan)
     for u in kervan.users.all():
         state = "active" if u.active else "inactive"
         click.echo(f"{u.username}\t{u.full_name or ''}\t{','.join(u.roles)}\t"
@@ -121,7 +136,7 @@ def token():
 def token_create(username, label):
     """Create an API token; it is printed once, on the last line."""
     kervan = _kervan()
-    _resolved(kervan)
+    _ready(kervan)
     found = kervan.users.by_username(username)
     if found is None or not found.active:
         click.echo(f"no active user {username!r}", err=True)
@@ -137,7 +152,7 @@ def token_create(username, label):
 def token_revoke(token_or_prefix):
     """Revoke a token (the whole token or its first 10 characters)."""
     kervan = _kervan()
-    _resolved(kervan)
+    _ready(kervan)
     count = kervan.users.revoke_token(token_or_prefix)
     if not count:
         click.echo("no such active token", err=True)
@@ -151,7 +166,7 @@ def demo():
     from .demo import DemoError, demo_files, load_demo
 
     kervan = _kervan()
-    _resolved(kervan)
+    _ready(kervan)
     files = demo_files(kervan.metadata_directories())
     if not files:
         click.echo("no demo data in the metadata layers.")
@@ -167,6 +182,30 @@ def demo():
 
 
 @main.command()
+@click.option("--workers", default=2, show_default=True, help="Worker threads.")
+def worker(workers: int):
+    """Run the background job consumer (e-mail, reminders, scheduled rules)."""
+    from huey.consumer import Consumer
+
+    from .jobs import huey
+
+    _ready(_kervan())
+    click.echo(f"kervan worker: {type(huey).__name__} queue, {workers} worker(s)")
+    Consumer(huey, workers=workers, worker_type="thread", periodic=True).run()
+
+
+@main.command()
+def lifecycle():
+    """Recompute customer lifecycle segments now (the worker also does it every night)."""
+    from .workflow.lifecycle import recompute_lifecycles
+
+    kervan = _kervan()
+    _ready(kervan)
+    for key, count in recompute_lifecycles(kervan).items():
+        click.echo(f"{key}: {count} record(s) changed segment")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--debug", is_flag=True)
@@ -174,6 +213,7 @@ def serve(host: str, port: int, debug: bool):
     """Serve the web application."""
     from .app import create_app
 
+    _ready(_kervan())
     app = create_app()
     app.run(host=host, port=port, debug=debug, use_reloader=False)
 

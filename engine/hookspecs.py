@@ -29,3 +29,13 @@ def metadata_layers(kervan):
 @hookspec
 def register_routes(app):
     """Add blueprints or routes to the Flask app."""
+
+
+@hookspec
+def after_transition(kervan, entity, record, from_stage, to_stage, actor, connection):
+    """Called inside the transaction after a record moved to another stage."""
+
+
+@hookspec
+def workflow_action(kervan, name, entity, record, actor, connection):
+    """Run the named `hook:` action of a pipeline (inside the transition's transaction)."""

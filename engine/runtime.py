@@ -72,6 +72,18 @@ class Kervan:
         return RecordService(self)
 
     @cached_property
+    def workflow(self):
+        from .workflow.engine import Workflow
+
+        return Workflow(self)
+
+    @cached_property
+    def conversions(self):
+        from .workflow.conversion import Conversions
+
+        return Conversions(self)
+
+    @cached_property
     def users(self):
         from .security.users import Users
 

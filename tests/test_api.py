@@ -117,7 +117,8 @@ def test_related_records_and_transition(api):
     api("POST", "/contact", {"first_name": "Ece", "last_name": "Ak", "account": account["id"]})
     contacts = api("GET", f"/account/{account['id']}/contact").get_json()
     assert [c["first_name"] for c in contacts["data"]] == ["Ece"]
-    opportunity = api("POST", "/opportunity", {"name": "Kumaş", "account": account["id"]})
+    opportunity = api("POST", "/opportunity", {"name": "Kumaş", "account": account["id"],
+                                               "amount": "1000"})
     moved = api("POST", f"/opportunity/{opportunity.get_json()['id']}/transition",
                 {"to": "negotiation"})
     assert moved.status_code == 200 and moved.get_json()["stage"] == "negotiation"

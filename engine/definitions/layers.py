@@ -16,7 +16,8 @@ from pathlib import Path
 from .problems import Problem
 from .yamlsource import Origin, SourceList, SourceMap, YamlProblem, load_yaml_file, load_yaml_text
 
-KINDS = ("entities", "series", "pipelines", "roles", "dashboards", "reports", "templates")
+KINDS = ("entities", "series", "pipelines", "roles", "dashboards", "reports", "templates",
+         "conversions", "lifecycles")
 
 UNKNOWN_KIND = f"unknown metadata kind; expected one of {', '.join(KINDS)}"
 

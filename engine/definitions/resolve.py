@@ -325,6 +325,9 @@ def semantic_problems(model: Model, merged: dict) -> list[Problem]:
             for name in widget.get("filter", {}):
                 if name.partition("__")[0] not in entity.fields:
                     problems.append(Problem(where, wkey, f"filter names unknown field {name!r}"))
+    from engine.workflow.checks import workflow_problems
+
+    problems.extend(workflow_problems(model, merged))
     raw_roles = merged.get("roles", {})
     for role_key, role in raw_roles.items():
         for entity_key in role.get("entities", {}):

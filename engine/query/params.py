@@ -1,7 +1,8 @@
 """The query-string grammar shared by screens and the API.
 
 `field=value` and `field__op=value` filter (ops: eq, ne, lt, lte, gt, gte, in, contains,
-startswith, isnull), `q=` searches, `_sort=field,-other` sorts, `_size=` sets the page
+startswith, isnull, and `category` — stages by canonical category, so renamed stages keep
+working), `q=` searches, `_sort=field,-other` sorts, `_size=` sets the page
 size, `_next=` continues from a cursor and `_archived=1` includes archived records.
 """
 
@@ -14,7 +15,8 @@ from engine.definitions.model import Entity
 from .conditions import OPS
 from .listing import MAX_PAGE_SIZE, ListRequest, QueryError, parse_sort
 
-API_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith", "isnull")
+API_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith", "isnull",
+           "category")
 RESERVED = {"q", "_sort", "_size", "_next", "_archived", "_count", "_format", "_page"}
 TRUE = {"1", "true", "yes", "on"}
 
@@ -35,13 +37,23 @@ def parse_list_args(entity: Entity, args: Mapping, ignore: set[str] | None = Non
         if fld is None:
             errors[name] = f"{entity.key} has no field {key!r}"
             continue
-        if op not in API_OPS or op not in OPS:
+        if op not in API_OPS or (op not in OPS and op != "category"):
             errors[name] = f"unknown operator {op!r}; use one of {', '.join(API_OPS)}"
             continue
         if not fld.stored:
             errors[name] = f"{key!r} cannot be filtered"
             continue
-        if op == "in":
+        if op == "category":
+            if fld.type != "enum":
+                errors[name] = f"{key!r} has no stage categories"
+                continue
+            wanted = {v.strip() for v in value.split(",")}
+            keys = [o.key for o in fld.options if o.category in wanted]
+            if not keys:
+                errors[name] = f"no {key} option has category {value!r}"
+                continue
+            request.where.append({"field": key, "op": "in", "value": keys})
+        elif op == "in":
             request.where.append({"field": key, "op": "in",
                                   "value": [v.strip() for v in value.split(",") if v.strip()]})
         elif op == "isnull":

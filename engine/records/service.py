@@ -214,7 +214,8 @@ class RecordService:
             if key not in record and field.default is not None and field.type != "child_table":
                 record[key] = default_value(field, actor, now, local.date())
         for key, field in entity.user_fields.items():
-            if (field.read_only and key not in (extra or {}) and key in values
+            if (field.read_only and not actor.is_system and key not in (extra or {})
+                    and key in values
                     and values[key] not in (None, "") and field.default is None
                     and not entity.series_for(key)):
                 own_errors[f"{prefix}{key}"] = "is read-only"
@@ -244,6 +245,7 @@ class RecordService:
             self._write_lines(conn, entity, entity.fields[key], record_id, items, actor,
                               f"{prefix}{key}.", at=at)
         created = self._row_to_record(entity, self._load_row(conn, entity, record_id))
+        self.kervan.workflow.started(conn, entity, created, actor)
         self.kervan.pm.hook.after_save(kervan=self.kervan, entity=entity, action="create",
                                        record=created, changes=None, actor=actor, connection=conn)
         return record_id
@@ -280,7 +282,8 @@ class RecordService:
         given = coerce_input(entity, values, errors)
         for key in given:
             field = entity.fields[key]
-            if (field.read_only or entity.series_for(key)) and given[key] != current.get(key):
+            if ((field.read_only and not actor.is_system) or entity.series_for(key)) \
+                    and given[key] != current.get(key):
                 errors[key] = "is read-only"
         merged = {**current, **given}
         self.kervan.pm.hook.before_save(kervan=self.kervan, entity=entity, action="update",
@@ -294,6 +297,13 @@ class RecordService:
                  if k in entity.fields and entity.fields[k].type == "child_table" and k in given}
         if errors:
             raise ValidationFailed(entity.key, errors)
+        stage_field = self.kervan.workflow.stage_field(entity)
+        moved = stage_field is not None and stage_field in changed
+        if moved:
+            for key, child in entity.child_tables.items():  # guards may require lines
+                if key not in given:
+                    merged[key] = self._lines(conn, entity, child, record_id)
+            self.kervan.workflow.guard(entity, current, merged, actor)
         now = self._now()
         table = self.table(entity)
         storage = self._storage(entity, changed)
@@ -310,6 +320,9 @@ class RecordService:
             self._write_lines(conn, entity, entity.fields[key], record_id, items, actor,
                               f"{key}.")
         updated = self._row_to_record(entity, self._load_row(conn, entity, record_id))
+        if moved:
+            self.kervan.workflow.after_move(conn, entity, updated, current.get(stage_field),
+                                            actor)
         self.kervan.pm.hook.after_save(kervan=self.kervan, entity=entity, action="update",
                                        record=updated, changes=changes, actor=actor,
                                        connection=conn)

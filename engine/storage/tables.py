@@ -179,12 +179,39 @@ def system_tables(metadata: sa.MetaData) -> None:
         sa.Column("query", sa.Text, nullable=False),
         sa.Column("created_at", _TS, nullable=False),
     )
+    sa.Table(
+        "kv_stage_history", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("entity", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("field", sa.String(64), nullable=False),
+        sa.Column("from_stage", sa.String(64)),
+        sa.Column("to_stage", sa.String(64)),
+        sa.Column("from_category", sa.String(32)),
+        sa.Column("to_category", sa.String(32)),
+        sa.Column("user_id", sa.BigInteger),
+        sa.Column("at", _TS, nullable=False),
+        sa.Column("seconds_in_previous", sa.BigInteger),
+        sa.Index("ix_kv_stage_history_record", "entity", "record_id", "id"),
+    )
+    sa.Table(
+        "kv_notification", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("user_id", sa.BigInteger, nullable=False),
+        sa.Column("entity", sa.String(64)),
+        sa.Column("record_id", sa.BigInteger),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.Column("read_at", _TS),
+        sa.Index("ix_kv_notification_user", "user_id", "read_at", "id"),
+    )
 
 
 SYSTEM_TABLES = ("kv_user", "kv_team", "kv_audit", "kv_series_counter", "kv_schema_column",
                  "kv_archive", "kv_file", "kv_demo", "kv_user_role", "kv_user_team",
                  "kv_session", "kv_api_token", "kv_login_attempt", "kv_password_reset",
-                 "kv_favourite", "kv_recent", "kv_saved_search")
+                 "kv_favourite", "kv_recent", "kv_saved_search", "kv_stage_history",
+                 "kv_notification")
 
 
 def entity_columns(entity: Entity) -> list[tuple[sa.Column, str]]:

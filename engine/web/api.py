@@ -15,6 +15,7 @@ from engine.definitions.resolve import related_problems
 from engine.query.listing import Page, QueryError
 from engine.query.params import parse_list_args
 from engine.records.errors import NotFound, RecordError, ValidationFailed
+from engine.workflow.conversion import DuplicateFound
 
 from .context import current_actor, kervan
 from .openapi import openapi_document
@@ -193,23 +194,52 @@ def history(entity_key: str, record_id: int):
 
 @bp.post("/<entity_key>/<int:record_id>/transition")
 def transition(entity_key: str, record_id: int):
-    """Move a record to another stage (guards and actions come from its pipeline)."""
+    """Move a record to another stage: guards and actions come from its pipeline."""
     entity = entity_or_404(entity_key)
     data = body()
-    if not entity.stage_field:
-        raise ValidationFailed(entity.key, {"to": f"{entity.key} has no stages"})
     target = data.get("to")
-    stage = entity.fields[entity.stage_field]
-    if not isinstance(target, str) or target not in stage.option_keys:
-        raise ValidationFailed(entity.key, {"to": f"must be one of {', '.join(stage.option_keys)}"})
-    current = kervan().records.get(entity.key, record_id, actor=current_actor(),
-                                   with_lines=False)
-    version = data.get("version", current["version"])
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValidationFailed(entity.key, {"version": "must be an integer"})
-    record = kervan().records.update(entity.key, record_id, {stage.key: target},
-                                     version=version, actor=current_actor())
+    version = data.get("version")
+    if not isinstance(target, str):
+        raise ValidationFailed(entity.key, {"to": "is required: the stage to move to"})
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                or not 0 < version < 2**31):
+        raise ValidationFailed(entity.key, {"version": "must be the version you read"})
+    record = kervan().workflow.transition(entity.key, record_id, target, current_actor(),
+                                          version=version)
     return jsonify(dump(entity, record))
+
+
+@bp.get("/<entity_key>/<int:record_id>/stages")
+def stage_history(entity_key: str, record_id: int):
+    """Stage history: who moved it from where to where, when, and how long it stayed."""
+    entity = entity_or_404(entity_key)
+    rows = kervan().workflow.stage_history(entity.key, record_id, current_actor())
+    return jsonify({"data": [{**r, "at": r["at"].isoformat()} for r in rows]})
+
+
+@bp.post("/<entity_key>/<int:record_id>/convert")
+def convert(entity_key: str, record_id: int):
+    """Run the entity's conversion; `{"account": 12}` links instead of creating."""
+    entity = entity_or_404(entity_key)
+    data = request.get_json(silent=True) or {}
+    if not isinstance(data, dict):
+        abort(400, "the request body must be a JSON object")
+    create_new = data.pop("create_new", False) is True
+    values = data.pop("values", None) or {}
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+        raise ValidationFailed(entity.key, {"values": "must map a created record's key to "
+                                                      "field values"})
+    link = {}
+    for key, value in data.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValidationFailed(entity.key, {key: "must be the id of a record to link to"})
+        link[key] = value
+    try:
+        result = kervan().conversions.convert(entity.key, record_id, current_actor(),
+                                              link=link, create_new=create_new, values=values)
+    except DuplicateFound as exc:
+        return jsonify({"error": {**exc.to_dict(), "candidates": exc.candidates}}), 409
+    return jsonify(result.to_json())
 
 
 @bp.get("/<entity_key>/<int:record_id>/<relation>")

@@ -139,6 +139,43 @@ def openapi_document(model: Model, server: str = "") -> dict:
                         "version": {"type": "integer", "minimum": 1}}}}}},
                 "responses": {"200": _response("The moved record", ref),
                               **_errors(400, 401, 403, 404, 409, 422)}}}
+    schemas["StageHistory"] = {"type": "object", "properties": {"data": {"type": "array", "items": {
+        "type": "object", "properties": {
+            "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]},
+            "from_category": {"type": ["string", "null"]},
+            "to_category": {"type": ["string", "null"]},
+            "user_id": {"type": ["integer", "null"]},
+            "at": {"type": "string", "format": "date-time"},
+            "seconds_in_previous": {"type": ["integer", "null"]}}}}}}
+    for entity in model.entities.values():
+        if entity.child_of:
+            continue
+        k = entity.key
+        tag = [entity.label.get("en", k)]
+        if entity.stage_field or any(p.get("entity") == k for p in
+                                     model.documents.get("pipelines", {}).values()):
+            paths[f"/api/v1/{k}/{{id}}/stages"] = {"parameters": [id_param], "get": {
+                "tags": tag, "operationId": f"stages_{k}",
+                "responses": {"200": _response("Stage history",
+                                               {"$ref": "#/components/schemas/StageHistory"}),
+                              **_errors(401, 403, 404)}}}
+    for conversion in model.documents.get("conversions", {}).values():
+        k = conversion["source"]
+        links = {step["key"]: {"type": "integer", "minimum": 1,
+                               "description": f"link to this {step['entity']} instead"}
+                 for step in conversion["create"]}
+        paths[f"/api/v1/{k}/{{id}}/convert"] = {"parameters": [id_param], "post": {
+            "tags": [model.entity(k).label.get("en", k)], "operationId": f"convert_{k}",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {**links, "create_new": {"type": "boolean"},
+                               "values": {"type": "object", "additionalProperties": {
+                                   "type": "object"}}}}}}},
+            "responses": {"200": _response("What was created or linked", {
+                "type": "object", "properties": {"source": {"type": "integer"}},
+                "additionalProperties": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "created": {"type": "boolean"}}}}),
+                **_errors(400, 401, 403, 404, 409, 422)}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Kervan API", "version": __version__,

@@ -1,0 +1,1 @@
+"""Pipelines and workflows: guarded stage transitions, actions, conversions, lifecycle."""
