@@ -198,3 +198,28 @@ def test_unknown_record_and_entity(shop):
         shop.records.get("customer", "abc")
     with pytest.raises(NotFound, match="entity"):
         shop.records.create("spaceship", {})
+
+
+def test_bulk_path_keeps_validation_series_and_audit(shop):
+    customer = make_customer(shop)
+    rows = [{"customer": customer["id"], "status": "confirmed"} for _ in range(25)]
+    ids = shop.records.bulk_create("order", rows, batch_size=10)
+    assert len(ids) == 25 == len(set(ids))
+    numbers = sorted(o["number"] for o in shop.records.find("order", limit=100))
+    year = dt.datetime.now().year
+    assert numbers == [f"S-{year}-{n:04d}" for n in range(1, 26)]
+    assert count(shop, "kv_audit") == 1 + 25
+    before = snapshot(shop)
+    bad = [{"customer": customer["id"]}, {"customer": 999}, {"status": "lost",
+                                                             "customer": customer["id"]}]
+    with pytest.raises(ValidationFailed) as caught:
+        shop.records.bulk_create("order", bad)
+    assert caught.value.fields == {"1.customer": "customer #999 does not exist",
+                                   "2.status": "'lost' is not one of the options: draft, "
+                                               "confirmed, shipped"}
+    assert snapshot(shop) == before
+    dupes = [{"name": "A", "kind": "person", "email": "a@x.co", "tax_number": "T1"},
+             {"name": "B", "kind": "person", "email": "b@x.co", "tax_number": "T1"}]
+    with pytest.raises(ValidationFailed) as caught:
+        shop.records.bulk_create("customer", dupes)
+    assert caught.value.fields == {"1.tax_number": "'T1' is repeated (also in row 0)"}

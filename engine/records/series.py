@@ -52,3 +52,24 @@ def next_number(conn: sa.Connection, series: Series, when: dt.datetime) -> str:
         .returning(_COUNTER.c.last_value)
     ).scalar_one()
     return format_number(series.pattern, when, value)
+
+
+def next_numbers(conn: sa.Connection, series: Series, when: dt.datetime, count: int) -> list[str]:
+    """Take `count` consecutive numbers at once (the bulk path), with the same guarantees."""
+    if count <= 0:
+        return []
+    period = period_of(series, when)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(_COUNTER)
+        .values(series=series.key, period=period, last_value=series.start - 1)
+        .on_conflict_do_nothing()
+    )
+    last = conn.execute(
+        sa.update(_COUNTER)
+        .where(_COUNTER.c.series == series.key, _COUNTER.c.period == period)
+        .values(last_value=_COUNTER.c.last_value + count)
+        .returning(_COUNTER.c.last_value)
+    ).scalar_one()
+    return [format_number(series.pattern, when, value) for value in range(last - count + 1,
+                                                                           last + 1)]

@@ -250,6 +250,13 @@ class RecordService:
                                        record=created, changes=None, actor=actor, connection=conn)
         return record_id
 
+    def bulk_create(self, entity_key: str, rows: list[dict], actor: Actor = SYSTEM,
+                    batch_size: int = 2000, conn=None) -> list[int]:
+        """Many records through the same rules, written in batches (see records/bulk.py)."""
+        from .bulk import bulk_create
+
+        return bulk_create(self, entity_key, rows, actor, batch_size, conn)
+
     def update(self, entity_key: str, record_id: int, values: dict, version: int | None,
                actor: Actor = SYSTEM, conn: sa.Connection | None = None) -> dict[str, Any]:
         """Change fields of a record at the given version; a stale version is a Conflict."""
