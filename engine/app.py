@@ -51,6 +51,10 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
     def favicon():
         return app.send_static_file("favicon.svg")
 
+    @app.before_request
+    def pick_up_metadata_changes():
+        kervan.refresh()  # one cheap query; re-resolves when packs or the studio changed
+
     @app.context_processor
     def inject():
         language = current_language()

@@ -35,6 +35,7 @@ class Settings:
     database_url: str = ""
     base_metadata: Path = field(default_factory=lambda: PROJECT_ROOT / "metadata")
     metadata: list[Path] = field(default_factory=list)
+    packs: Path = field(default_factory=lambda: PROJECT_ROOT / "sector_packs")
     secret_key: str = ""
     timezone: str = "Europe/Istanbul"
     plugins: list[str] = field(default_factory=list)
@@ -52,6 +53,7 @@ class Settings:
             database_url=_env("DATABASE_URL", ""),
             base_metadata=Path(_env("BASE_METADATA", str(PROJECT_ROOT / "metadata"))),
             metadata=[Path(p) for p in (_env("METADATA", "") or "").split(":") if p],
+            packs=Path(_env("PACKS", str(PROJECT_ROOT / "sector_packs"))),
             secret_key=_env("SECRET_KEY", ""),
             timezone=_env("TIMEZONE", "Europe/Istanbul"),
             plugins=[p.strip() for p in (_env("PLUGINS", "") or "").split(",") if p.strip()],

@@ -32,16 +32,23 @@ def runtime():
     return Kervan()
 
 
+def fresh_runtime():
+    """The runtime with any metadata change another process made picked up."""
+    kervan = runtime()
+    kervan.refresh()
+    return kervan
+
+
 @huey.periodic_task(crontab(hour="2", minute="30"))
 def recompute_lifecycles_daily():
     """Customer lifecycle segments, every night."""
     from engine.workflow.lifecycle import recompute_lifecycles
 
-    return recompute_lifecycles(runtime())
+    return recompute_lifecycles(fresh_runtime())
 
 
 @huey.task()
 def recompute_lifecycles_now():
     from engine.workflow.lifecycle import recompute_lifecycles
 
-    return recompute_lifecycles(runtime())
+    return recompute_lifecycles(fresh_runtime())

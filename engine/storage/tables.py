@@ -205,13 +205,52 @@ def system_tables(metadata: sa.MetaData) -> None:
         sa.Column("read_at", _TS),
         sa.Index("ix_kv_notification_user", "user_id", "read_at", "id"),
     )
+    sa.Table(
+        "kv_state", metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("metadata_version", sa.BigInteger, nullable=False),
+    )
+    sa.Table(
+        "kv_pack", metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("version", sa.String(32), nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("installed_at", _TS, nullable=False),
+        sa.Column("installed_by", sa.BigInteger),
+        sa.Column("position", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "kv_pack_remap", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("pack", sa.String(64), nullable=False),
+        sa.Column("entity", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("field", sa.String(64), nullable=False),
+        sa.Column("old_value", sa.String(64)),
+        sa.Column("new_value", sa.String(64)),
+        sa.Column("at", _TS, nullable=False),
+        sa.Index("ix_kv_pack_remap_pack", "pack", "entity", "record_id"),
+    )
+    sa.Table(
+        "kv_revision", metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("author_id", sa.BigInteger),
+        sa.Column("at", _TS, nullable=False),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("fragment", sa.Text),
+        sa.Column("diff", sa.Text, nullable=False),
+        sa.Column("plan", sa.Text),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("target", sa.BigInteger),
+    )
 
 
 SYSTEM_TABLES = ("kv_user", "kv_team", "kv_audit", "kv_series_counter", "kv_schema_column",
                  "kv_archive", "kv_file", "kv_demo", "kv_user_role", "kv_user_team",
                  "kv_session", "kv_api_token", "kv_login_attempt", "kv_password_reset",
                  "kv_favourite", "kv_recent", "kv_saved_search", "kv_stage_history",
-                 "kv_notification")
+                 "kv_notification", "kv_state", "kv_pack", "kv_pack_remap", "kv_revision")
 
 
 def entity_columns(entity: Entity) -> list[tuple[sa.Column, str]]:
