@@ -160,6 +160,71 @@ def token_revoke(token_or_prefix):
     click.echo(f"revoked {count} token(s)")
 
 
+@main.group()
+def pack():
+    """Sector packs: list, preview, install, uninstall."""
+
+
+@pack.command("list")
+def pack_list():
+    """The packs in the packs folder and whether they are installed."""
+    kervan = _kervan()
+    _resolved(kervan)
+    for info in kervan.packs.available():
+        state = "installed" if info.installed else "available"
+        click.echo(f"{info.key}\t{info.version}\t{state}\t{info.label.get('en', info.key)}")
+
+
+def _pack_action(name: str, dry_run: bool, demo_data: bool, uninstall: bool):
+    from .demo import DemoError, load_demo
+    from .records.errors import RecordError
+
+    kervan = _kervan()
+    _ready(kervan)
+    packs = kervan.packs
+    try:
+        if dry_run:
+            plan, _model = (packs.plan_uninstall(name) if uninstall else
+                            packs.plan_install(name))
+            for line in plan.lines():
+                click.echo(line)
+            click.echo("dry run: nothing was changed.")
+            return
+        plan = packs.uninstall(name) if uninstall else packs.install(name)
+    except RecordError as exc:
+        click.echo(f"pack {name}: {exc.message}", err=True)
+        sys.exit(1)
+    for line in plan.lines():
+        click.echo(line)
+    click.echo(f"{'uninstalled' if uninstall else 'installed'} pack {name}.")
+    if demo_data and not uninstall:
+        demo_dir = kervan.settings.packs / name / "demo"
+        files = sorted(demo_dir.glob("*.y*ml")) if demo_dir.is_dir() else []
+        try:
+            result = load_demo(kervan, files)
+        except DemoError as exc:
+            click.echo(f"demo data not loaded: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"demo data: created {result.total} record(s).")
+
+
+@pack.command("install")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Print exactly what would change.")
+@click.option("--demo", "demo_data", is_flag=True, help="Also load the pack's demo data.")
+def pack_install(name: str, dry_run: bool, demo_data: bool):
+    """Install a pack (its tables, fields and stages; records in removed stages are mapped)."""
+    _pack_action(name, dry_run, demo_data, uninstall=False)
+
+
+@pack.command("uninstall")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Print exactly what would change.")
+def pack_uninstall(name: str, dry_run: bool):
+    """Uninstall a pack: its fields and entities are hidden, their data kept."""
+    _pack_action(name, dry_run, False, uninstall=True)
+
+
 @main.command()
 def demo():
     """Load the demo data of every metadata layer (running it twice changes nothing)."""

@@ -132,6 +132,12 @@ class Kervan:
         return Conversions(self)
 
     @cached_property
+    def packs(self):
+        from .packs import Packs
+
+        return Packs(self)
+
+    @cached_property
     def users(self):
         from .security.users import Users
 

@@ -85,10 +85,11 @@ def make_kervan(tmp_path, database_url):
     """Build Kervan runtimes on given metadata layers against this test's database."""
     made: list[Kervan] = []
 
-    def make(base: Path, *overlays: Path, migrate: bool = True) -> Kervan:
+    def make(base: Path, *overlays: Path, migrate: bool = True, **options) -> Kervan:
+        options.setdefault("timezone", "Europe/Istanbul")
         settings = Settings.from_env(instance=tmp_path / "instance", database_url=database_url,
                                      base_metadata=base, metadata=list(overlays),
-                                     secret_key="test", timezone="Europe/Istanbul")
+                                     secret_key="test", **options)
         kervan = Kervan(settings)
         made.append(kervan)
         if migrate:
