@@ -132,6 +132,12 @@ class Kervan:
         return Conversions(self)
 
     @cached_property
+    def studio(self):
+        from .studio import Studio
+
+        return Studio(self)
+
+    @cached_property
     def packs(self):
         from .packs import Packs
 
