@@ -9,20 +9,26 @@ entity of a fresh database.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 import yaml
 
+from engine.config import Settings, normalise_database_url
 from engine.definitions.resolve import resolve_metadata
 from engine.demo import load_demo
 from engine.plugins import field_type_registry, make_plugin_manager
 from engine.query.listing import ListRequest
 from engine.records import DeleteRefused, RecordError, ValidationFailed
+from engine.runtime import Kervan
+from engine.storage.database import WRITE
+from engine.storage.schema_sync import sync_schema
 
-from .conftest import PROJECT_ROOT
+from .conftest import PG_SERVER, PROJECT_ROOT
 
 BASE = PROJECT_ROOT / "metadata"
 MODEL = resolve_metadata([BASE], field_type_registry(make_plugin_manager()))
@@ -132,18 +138,72 @@ VALID: dict[str, dict] = {
 TEXT_FIELDS = ("description", "notes", "body", "address")
 
 
-class Factory:
-    """Makes records from VALID values; linked records are made once per test and shared."""
+@pytest.fixture(scope="module")
+def base_crm(tmp_path_factory):
+    """The base CRM migrated once into this module's own database (SQLite or PostgreSQL);
+    the stories below share it, each inside a transaction that is rolled back."""
+    root = tmp_path_factory.mktemp("base_crm")
+    admin = name = None
+    url = f"sqlite:///{root / 'kervan.db'}"
+    if PG_SERVER:
+        server = sa.make_url(normalise_database_url(PG_SERVER))
+        name = f"kervan_test_base_crm_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = server.set(database=name).render_as_string(hide_password=False)
+    kervan = Kervan(Settings.from_env(instance=root / "instance", database_url=url,
+                                      base_metadata=BASE, metadata=[], secret_key="test",
+                                      timezone="Europe/Istanbul"))
+    try:
+        sync_schema(kervan.db, kervan.model)
+        yield kervan
+    finally:
+        kervan.close()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
 
-    def __init__(self, kervan):
-        self.kervan = kervan
+
+class Story:
+    """The record service inside one transaction that is rolled back when the story ends,
+    with demo-like values at hand; records a story links to are made once and shared."""
+
+    def __init__(self, kervan, conn):
+        self.kervan, self.conn = kervan, conn
+        self.model = kervan.model
         self.linked: dict[str, int] = {}
 
+    # the record service, in this story's transaction
+    def create(self, entity: str, values: dict, **options) -> dict:
+        return self.kervan.records.create(entity, values, conn=self.conn, **options)
+
+    def get(self, entity: str, record_id: int) -> dict:
+        return self.kervan.records.get(entity, record_id, conn=self.conn)
+
+    def update(self, entity: str, record_id: int, values: dict, version: int) -> dict:
+        return self.kervan.records.update(entity, record_id, values, version, conn=self.conn)
+
+    def archive(self, entity: str, record_id: int) -> dict:
+        return self.kervan.records.archive(entity, record_id, conn=self.conn)
+
+    def delete(self, entity: str, record_id: int) -> None:
+        self.kervan.records.delete(entity, record_id, conn=self.conn)
+
+    def find(self, entity: str, **options) -> list[dict]:
+        return self.kervan.records.find(entity, conn=self.conn, **options)
+
+    def count(self, entity: str) -> int:
+        table = self.kervan.tables.tables[entity]
+        return self.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+    # demo-like records
     def values(self, entity: str, **overrides) -> dict:
         return self.resolve({**VALID[entity], **overrides})
 
     def make(self, entity: str, **overrides) -> dict:
-        return self.kervan.records.create(entity, self.values(entity, **overrides))
+        return self.create(entity, self.values(entity, **overrides))
 
     def resolve(self, value):
         if isinstance(value, str) and value.startswith("@"):
@@ -161,46 +221,37 @@ class Factory:
         return self.linked[entity]
 
     def stored_file(self) -> int:
-        # There is no file service yet; a row in kv_file is what an upload leaves behind.
+        # Files are stored by the web upload; outside a request, this row is what it leaves.
         files = self.kervan.tables.tables["kv_file"]
-        with self.kervan.db.begin() as conn:
-            return conn.execute(files.insert().values(
-                filename="satis-sozlesmesi.pdf", content_type="application/pdf", size=48213,
-                sha256="0" * 64, path="files/satis-sozlesmesi.pdf",
-                created_at=dt.datetime.now(dt.UTC)).returning(files.c.id)).scalar_one()
+        return self.conn.execute(files.insert().values(
+            filename="satis-sozlesmesi.pdf", content_type="application/pdf", size=48213,
+            sha256="0" * 64, path="files/satis-sozlesmesi.pdf",
+            created_at=dt.datetime.now(dt.UTC)).returning(files.c.id)).scalar_one()
 
 
 @pytest.fixture
-def crm(make_kervan):
-    """The base CRM, migrated on a fresh test database."""
-    return make_kervan(BASE)
-
-
-@pytest.fixture
-def factory(crm):
-    return Factory(crm)
-
-
-def count(kervan, entity: str) -> int:
-    table = kervan.tables.tables[entity]
-    with kervan.db.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+def crm(base_crm):
+    """One story on the base CRM; nothing it writes outlives it."""
+    with base_crm.db.connect().execution_options(**WRITE) as conn:
+        transaction = conn.begin()
+        try:
+            yield Story(base_crm, conn)
+        finally:
+            transaction.rollback()
 
 
 def test_every_base_entity_has_demo_like_values_here():
     assert sorted(VALID) == TOP_LEVEL
-    assert len(MODEL.entities) == 26 and set(LINES) == {"quote_line", "invoice_line",
-                                                        "project_stage"}
 
 
 @pytest.mark.parametrize("entity", TOP_LEVEL)
-def test_a_record_is_created_read_updated_and_archived(crm, factory, entity):
-    given = factory.values(entity)
-    created = crm.records.create(entity, given)
+def test_a_record_is_created_read_updated_and_archived(crm, entity):
+    given = crm.values(entity)
+    created = crm.create(entity, given)
     assert created["id"] > 0 and created["version"] == 1
 
     fields = crm.model.entity(entity).fields
-    record = crm.records.get(entity, created["id"])
+    record = crm.get(entity, created["id"])
     for key, value in given.items():
         field = fields[key]
         if field.type == "child_table":
@@ -209,34 +260,32 @@ def test_a_record_is_created_read_updated_and_archived(crm, factory, entity):
             assert record[key] == field.field_type.coerce(field, value), key
 
     text = next(k for k in TEXT_FIELDS if k in fields)
-    updated = crm.records.update(entity, created["id"], {text: "Müşteriyle görüşüldü; "
-                                                               "güncellendi."}, version=1)
-    assert updated["version"] == 2 and updated[text] == "Müşteriyle görüşüldü; güncellendi."
+    note = "Müşteriyle görüşüldü; güncellendi."
+    updated = crm.update(entity, created["id"], {text: note}, version=1)
+    assert updated["version"] == 2 and updated[text] == note
 
-    archived = crm.records.archive(entity, created["id"])
+    archived = crm.archive(entity, created["id"])
     assert archived["archived_at"] is not None
-    assert created["id"] not in [r["id"] for r in crm.records.find(entity)]
-    assert created["id"] in [r["id"] for r in crm.records.find(entity, include_archived=True)]
+    assert created["id"] not in [r["id"] for r in crm.find(entity)]
+    assert created["id"] in [r["id"] for r in crm.find(entity, include_archived=True)]
 
 
 @pytest.mark.parametrize("line_entity", sorted(LINES))
-def test_lines_are_kept_through_their_parent_only(crm, factory, line_entity):
+def test_lines_are_kept_through_their_parent_only(crm, line_entity):
     parent = LINES[line_entity]
     lines_field = next(k for k, f in crm.model.entity(parent).child_tables.items()
                        if f.spec["entity"] == line_entity)
-    record = factory.make(parent)
+    record = crm.make(parent)
     lines = record[lines_field]
     assert len(lines) == len(VALID[parent][lines_field]) and lines[0][parent] == record["id"]
 
     with pytest.raises(RecordError, match=f"created through their {parent} record"):
-        crm.records.create(line_entity, {parent: record["id"], **VALID[parent][lines_field][0]})
+        crm.create(line_entity, {parent: record["id"], "line_no": 3})
 
-    first = lines[0]
-    change = ({"name": "Planlama (revize)"} if line_entity == "project_stage"
-              else {"quantity": 3})
-    updated = crm.records.update(parent, record["id"], {lines_field: [{"id": first["id"],
-                                                                      **change}]}, version=1)
-    assert [line["id"] for line in updated[lines_field]] == [first["id"]]
+    change = {"name": "Planlama (revize)"} if line_entity == "project_stage" else {"quantity": 3}
+    updated = crm.update(parent, record["id"], {lines_field: [{"id": lines[0]["id"], **change}]},
+                         version=1)
+    assert [line["id"] for line in updated[lines_field]] == [lines[0]["id"]]  # the rest removed
     for key, value in change.items():
         assert updated[lines_field][0][key] == value
 
@@ -258,105 +307,112 @@ def test_lines_are_kept_through_their_parent_only(crm, factory, line_entity):
 ], ids=["lead-name-or-company", "lead-phone-or-email", "lead-source", "account-name",
         "account-tax-number", "account-sector", "quote-customer", "quote-date",
         "quote-currency"])
-def test_required_fields_of_the_guide_block_saving(crm, factory, entity, values, expected):
-    given = factory.values(entity, **values)
-    before = count(crm, entity)
+def test_required_fields_of_the_guide_block_saving(crm, entity, values, expected):
+    given = crm.values(entity, **values)
+    before = crm.count(entity)
     with pytest.raises(ValidationFailed) as caught:
-        crm.records.create(entity, given)
+        crm.create(entity, given)
     assert caught.value.fields == expected
     for field, message in expected.items():
         assert f"{field}: {message}" in str(caught.value)
-    assert count(crm, entity) == before
+    assert crm.count(entity) == before
 
 
-def test_an_individual_customer_and_a_bare_lead_need_only_what_the_guide_asks(crm, factory):
-    person = crm.records.create("account", {"name": "Elif Kaya", "kind": "individual",
-                                            "mobile": "0541 357 21 70"})
+def test_an_individual_customer_and_a_bare_lead_need_only_what_the_guide_asks(crm):
+    person = crm.create("account", {"name": "Elif Kaya", "kind": "individual",
+                                    "mobile": "0541 357 21 70"})
     assert person["tax_number"] is None and person["sector"] is None
-    lead = crm.records.create("lead", {"company": "Afyon Mermer İşletmeleri A.Ş.",
-                                       "email": "satinalma@afyonmermer.com.tr",
-                                       "source": "trade_fair"})
+    lead = crm.create("lead", {"company": "Afyon Mermer İşletmeleri A.Ş.",
+                               "email": "satinalma@afyonmermer.com.tr", "source": "trade_fair"})
     assert lead["stage"] == "new"
-    quote = crm.records.create("quote", {"account": person["id"]})
+    quote = crm.create("quote", {"account": person["id"]})  # today, in the main currency
     assert quote["currency"] == "try" and quote["quote_date"] is not None
 
 
 @pytest.mark.parametrize("entity", ["invoice", "payment", "project", "quote"])
-def test_critical_records_are_never_deleted(crm, factory, entity):
-    record = factory.make(entity)
+def test_critical_records_are_never_deleted(crm, entity):
+    record = crm.make(entity)
     with pytest.raises(DeleteRefused, match="never deleted; archive or cancel it instead"):
-        crm.records.delete(entity, record["id"])
-    assert crm.records.get(entity, record["id"])["id"] == record["id"]
+        crm.delete(entity, record["id"])
+    assert crm.get(entity, record["id"])["id"] == record["id"]
 
 
-def test_a_lead_entered_by_mistake_can_be_deleted(crm, factory):
-    lead = factory.make("lead")
-    crm.records.delete("lead", lead["id"])
-    assert count(crm, "lead") == 0
+def test_a_lead_entered_by_mistake_can_be_deleted(crm):
+    lead = crm.make("lead")
+    crm.delete("lead", lead["id"])
+    assert crm.count("lead") == 0
 
 
-def test_quote_numbers_look_like_the_guide(crm, factory):
+def test_quote_numbers_look_like_the_guide(crm):
     year = dt.datetime.now(ZoneInfo("Europe/Istanbul")).year
-    first, second = factory.make("quote"), factory.make("quote")
+    first, second = crm.make("quote"), crm.make("quote")
     assert (first["number"], second["number"]) == (f"T-{year}-0001", f"T-{year}-0002")
 
     with pytest.raises(ValidationFailed) as caught:
-        crm.records.update("quote", first["id"], {"number": f"T-{year}-0999"}, version=1)
+        crm.update("quote", first["id"], {"number": f"T-{year}-0999"}, version=1)
     assert caught.value.fields == {"number": "is read-only"}
 
-    last_year = crm.records.create("quote", factory.values("quote"),
-                                   at=dt.datetime(year - 1, 6, 2, 9, tzinfo=dt.UTC))
-    assert last_year["number"] == f"T-{year - 1}-0001"  # each year starts again
+    last_year = crm.create("quote", crm.values("quote"),
+                           at=dt.datetime(year - 1, 6, 2, 9, tzinfo=dt.UTC))
+    assert last_year["number"] == f"T-{year - 1}-0001"  # every year starts again at 0001
 
 
-@pytest.mark.parametrize("name, series", sorted(SERIES.items()))
-def test_every_numbered_record_gets_its_number(crm, factory, name, series):
+@pytest.mark.parametrize("name", sorted(SERIES))
+def test_every_numbered_record_gets_its_number(crm, name):
+    series = SERIES[name]
     year = dt.datetime.now(ZoneInfo("Europe/Istanbul")).year
     expected = series["pattern"].replace("{YYYY}", str(year)).replace("{####}", "0001")
-    assert factory.make(series["entity"])[series["field"]] == expected
+    assert crm.make(series["entity"])[series["field"]] == expected
 
 
-def test_demo_data_loads_into_every_entity_once(crm):
-    first = load_demo(crm)
+def test_demo_data_loads_into_every_entity_once(make_kervan):
+    kervan = make_kervan(BASE)
+    first = load_demo(kervan)
     assert set(first.created) == set(TOP_LEVEL) - set(NOT_IN_DEMO)
     assert first.users == len(DEMO_USERS) and first.total >= 350
-    again = load_demo(crm)
+    again = load_demo(kervan)
     assert (again.total, again.users, again.skipped) == (0, 0, first.total)
 
-    users = {name: crm.users.authenticate(name, DEMO_PASSWORD) for name in DEMO_USERS}
+    users = {name: kervan.users.authenticate(name, DEMO_PASSWORD) for name in DEMO_USERS}
     assert users["admin"].roles == ["admin"] and users["admin"].language == "en"
     assert (users["ayse"].roles, users["ayse"].teams) == (["sales"], ["istanbul"])
     assert (users["reza"].teams, users["reza"].language) == (["tehran"], "fa")
     assert {u.roles[0] for u in users.values()} == {
         "admin", "sales", "operations", "warehouse", "finance", "management"}
 
-    # a Persian-named customer, owned by the Tehran sales user, Persian digits normalised
-    [pars] = crm.records.find("account", {"field": "name", "op": "eq", "value": "شرکت صنایع پارس"})
+    # a Persian-named customer of the Tehran sales user; Persian digits are normalised
+    records = kervan.records
+    [pars] = records.find("account", {"field": "name", "op": "eq", "value": "شرکت صنایع پارس"})
     assert (pars["region"], pars["owner"]) == ("tehran", users["reza"].id)
-    [negar] = crm.records.find("account", {"field": "name", "op": "eq", "value": "نگار فرهادی"})
+    [negar] = records.find("account", {"field": "name", "op": "eq", "value": "نگار فرهادی"})
     assert re.fullmatch(r"0\d{3} \d{3} \d{4}", negar["mobile"])
 
     # quotes: numbered, with lines, in every currency
-    quotes = crm.records.find("quote", limit=1000)
+    quotes = records.find("quote", limit=1000)
     assert {q["currency"] for q in quotes} == {"try", "eur", "usd", "irr"}
     assert all(re.fullmatch(r"T-\d{4}-\d{4}", q["number"]) for q in quotes)
     approved = next(q for q in quotes if q["status"] == "approved")
-    lines = crm.records.get("quote", approved["id"])["lines"]
-    assert lines and all(line["unit_price"]["currency"] in ("TRY", "EUR", "USD", "IRR")
-                         for line in lines)
+    lines = records.get("quote", approved["id"])["lines"]
+    assert lines and lines[0]["unit_price"]["currency"] == approved["currency"].upper()
+
+    # a converted lead shows the customer it became; a paid invoice owes nothing
+    converted = records.find("lead", {"field": "stage", "op": "eq", "value": "converted"})
+    assert converted and all(records.get("account", lead["converted_account"])
+                             for lead in converted)
+    paid = records.find("invoice", {"field": "status", "op": "eq", "value": "paid"})
+    assert paid and all(i["paid_amount"] == i["grand_total"] and i["balance"]["amount"] == 0
+                        for i in paid)
 
     # eighteen months of history, some of it archived
     now = dt.datetime.now(dt.UTC)
-    ages = [(now - a["created_at"]).days for a in crm.records.find("account",
-                                                                   include_archived=True)]
+    ages = [(now - a["created_at"]).days for a in records.find("account", include_archived=True)]
     assert max(ages) >= 500 and min(ages) <= 60
-    assert len(crm.records.find("lead", include_archived=True)) > len(crm.records.find("lead"))
-    assert count(crm, "company_settings") == 1
+    assert len(records.find("lead", include_archived=True)) > len(records.find("lead"))
+    assert len(records.find("company_settings")) == 1
 
     # "assigned to me": a sales user sees her own customers
-    ayse = crm.users.actor(users["ayse"])
-    page = crm.records.list("account", ListRequest(size=100), actor=ayse)
-    owned = crm.records.find("account", {"field": "owner", "op": "eq",
-                                         "value": users["ayse"].id})
+    ayse = kervan.users.actor(users["ayse"])
+    page = records.list("account", ListRequest(size=100), actor=ayse)
+    owned = records.find("account", {"field": "owner", "op": "eq", "value": users["ayse"].id})
     assert page.count == len(owned) > 0
     assert {row["owner"] for row in page.rows} == {users["ayse"].id}

@@ -67,12 +67,13 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
             record[series.field] = number
     table = service.table(entity)
     storage_rows = []
+    teams = _owner_teams(service, conn, {r.get("owner") for r in records} - {None, actor.user_id})
     for record in records:
         row = service._storage(entity, record)
         row.update(created_at=now, updated_at=now, created_by=actor.user_id,
                    updated_by=actor.user_id, version=1)
         row.setdefault("owner", actor.user_id)
-        row.setdefault("team", actor.team_id)
+        row.setdefault("team", teams.get(row["owner"], actor.team_id))
         storage_rows.append(row)
     columns = sorted({k for row in storage_rows for k in row})
     for row in storage_rows:
@@ -150,3 +151,16 @@ def _check_unique(service, conn, entity, records, errors, offset) -> None:
             for taken in conn.execute(sa.select(table.c[column]).where(
                     table.c[column].in_(chunk))).scalars():
                 errors.setdefault(f"{seen[taken]}.{key}", f"{taken!r} is already used")
+
+
+def _owner_teams(service, conn, owners: set) -> dict:
+    """Each owner's first team, so bulk-created records follow their assignee's team."""
+    if not owners:
+        return {}
+    links = service.table("kv_user_team")
+    teams: dict = {}
+    for user_id, team_id in conn.execute(sa.select(links.c.user_id, links.c.team_id)
+                                         .where(links.c.user_id.in_(sorted(owners)))
+                                         .order_by(links.c.team_id)):
+        teams.setdefault(user_id, team_id)
+    return teams

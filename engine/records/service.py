@@ -236,7 +236,7 @@ class RecordService:
         row.update(created_at=now, updated_at=now, created_by=actor.user_id,
                    updated_by=actor.user_id, version=1)
         row.setdefault("owner", actor.user_id)
-        row.setdefault("team", actor.team_id)
+        row.setdefault("team", self._team_of(conn, row["owner"], actor))
         table = self.table(entity)
         record_id = self._insert(conn, entity, table, row, prefix)
         audit.write_event(conn, self.table("kv_audit"), entity, record_id, "create", actor, now,
@@ -245,7 +245,7 @@ class RecordService:
             self._write_lines(conn, entity, entity.fields[key], record_id, items, actor,
                               f"{prefix}{key}.", at=at)
         created = self._row_to_record(entity, self._load_row(conn, entity, record_id))
-        self.kervan.workflow.started(conn, entity, created, actor)
+        self.kervan.workflow.started(conn, entity, created, actor, run_actions=at is None)
         self.kervan.pm.hook.after_save(kervan=self.kervan, entity=entity, action="create",
                                        record=created, changes=None, actor=actor, connection=conn)
         return record_id
@@ -400,6 +400,14 @@ class RecordService:
                               self._now(), old=self.to_json(entity.key, snapshot))
 
     # -- helpers ----------------------------------------------------------------
+    def _team_of(self, conn, owner: int | None, actor: Actor) -> int | None:
+        """A record belongs to its owner's (first) team, so team scopes follow assignment."""
+        if owner is None or owner == actor.user_id:
+            return actor.team_id
+        links = self.table("kv_user_team")
+        return conn.execute(sa.select(links.c.team_id).where(links.c.user_id == owner)
+                            .order_by(links.c.team_id).limit(1)).scalar()
+
     def _storage(self, entity: Entity, record: dict) -> dict:
         row: dict[str, Any] = {}
         for key, value in record.items():

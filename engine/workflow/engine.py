@@ -117,7 +117,7 @@ class Workflow:
 
     # -- after the write ----------------------------------------------------------------
     def after_move(self, conn, entity: Entity, record: dict, before_stage: str | None,
-                   actor: Actor) -> None:
+                   actor: Actor, run_actions: bool = True) -> None:
         """Stage history and the actions of leaving, moving and entering."""
         pipe = self.pipeline_for(entity)
         field = self.stage_field(entity)
@@ -125,9 +125,10 @@ class Workflow:
             return
         to = record.get(field)
         self._history(conn, entity, record, field, before_stage, to, actor)
-        if pipe is None:
+        if pipe is None or not run_actions:
             return
-        transition = self._transition(pipe, before_stage, to) or {}
+        # a record created in a stage enters it (on_enter) without making a transition
+        transition = (self._transition(pipe, before_stage, to) or {}) if before_stage else {}
         leaving = self._stage_spec(pipe, before_stage).get("on_leave") if before_stage else None
         actions = [*_as_list(leaving),
                    *_as_list(transition.get("actions")),
@@ -138,11 +139,12 @@ class Workflow:
                                              from_stage=before_stage, to_stage=to, actor=actor,
                                              connection=conn)
 
-    def started(self, conn, entity: Entity, record: dict, actor: Actor) -> None:
-        """A new record enters its first stage."""
+    def started(self, conn, entity: Entity, record: dict, actor: Actor,
+                run_actions: bool = True) -> None:
+        """A new record enters its first stage (imported, backdated records run no actions)."""
         field = self.stage_field(entity)
         if field and record.get(field) is not None:
-            self.after_move(conn, entity, record, None, actor)
+            self.after_move(conn, entity, record, None, actor, run_actions=run_actions)
 
     def _history(self, conn, entity, record, field, frm, to, actor) -> None:
         table = self.kervan.tables.tables["kv_stage_history"]
