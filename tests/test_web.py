@@ -148,3 +148,26 @@ def test_calendar_views(client, crm):
     for view in ("day", "week", "month"):
         page = client.get(f"/calendar?view={view}&date=2026-03-10").get_data(as_text=True)
         assert "Fuar hazırlık" in page
+
+
+def test_admin_manages_users_and_teams_and_sees_roles(client, crm, csrf_free_app):
+    page = client.get("/admin/users").get_data(as_text=True)
+    assert "ayse" in page and "istanbul" in page
+    weak = client.post("/admin/users", data={"username": "yeni", "password": "123",
+                                             "roles": ["sales"]})
+    assert weak.status_code == 422
+    assert "at least 8 characters" in weak.get_data(as_text=True)
+    made = client.post("/admin/users", data={"username": "yeni", "password": "Guclu-Parola-9",
+                                             "roles": ["sales"], "teams": "izmir",
+                                             "full_name": "Yeni Kişi", "language": "tr"})
+    assert made.status_code == 302
+    user = crm.users.by_username("yeni")
+    assert user.roles == ["sales"] and user.teams == ["izmir"]
+    session = sign_in(csrf_free_app.test_client(), "yeni", "Guclu-Parola-9")
+    client.post(f"/admin/users/{user.id}", data={"roles": ["sales"], "teams": "izmir",
+                                                 "language": "tr"})  # unchecked: inactive
+    assert session.get("/lead/").status_code == 302  # the deactivated user's session died
+    roles = client.get("/admin/roles").get_data(as_text=True)
+    assert 'data-testid="role-sales"' in roles and "product.cost" in roles
+    denied = sign_in(csrf_free_app.test_client(), "ayse").get("/admin/users")
+    assert denied.status_code == 403
