@@ -25,6 +25,10 @@ def make_plugin_manager(extra: list[str] | None = None) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("kervan")
     pm.add_hookspecs(hookspecs)
     pm.register(DefaultFieldTypes(), name="kervan.field_types")
+    from .documents.plugin import DocumentTotals, Rollups
+
+    pm.register(DocumentTotals(), name="kervan.documents")
+    pm.register(Rollups(), name="kervan.rollups")
     pm.load_setuptools_entrypoints("kervan")
     for name in extra or []:
         pm.register(importlib.import_module(name), name=name)

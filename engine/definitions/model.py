@@ -133,6 +133,8 @@ class Entity:
     detail_spec: dict = field(default_factory=dict)
     search_fields: list[str] = field(default_factory=list)
     calendar_spec: dict = field(default_factory=dict)
+    totals_spec: dict = field(default_factory=dict)
+    print_spec: dict = field(default_factory=dict)
     series: list[Series] = field(default_factory=list)
     origin: Origin | None = None
 

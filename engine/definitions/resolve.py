@@ -33,7 +33,7 @@ from .yamlsource import Origin, plain
 
 COMMON_FIELD_PROPERTIES = {
     "type", "label", "help", "required", "required_if", "unique", "default", "read_only",
-    "hidden", "filterable", "sortable", "searchable",
+    "hidden", "filterable", "sortable", "searchable", "rollup",
 }
 RESERVED_ENTITY_PREFIXES = ("kv_", "sqlite_", "pg_", "alembic")
 #: Entity keys that would collide with the web application's own URLs.
@@ -228,6 +228,8 @@ def build_model(merged: dict, registry: FieldTypeRegistry,
             list_spec=plain(raw.get("list") or {}), form_spec=plain(raw.get("form") or {}),
             detail_spec=plain(raw.get("detail") or {}),
             calendar_spec=plain(raw.get("calendar") or {}),
+            totals_spec=plain(raw.get("totals") or {}),
+            print_spec=plain(raw.get("print") or {}),
             search_fields=list((raw.get("search") or {}).get("fields") or
                                [k for k, f in fields.items() if f.searchable]),
             origin=origin,
@@ -300,6 +302,7 @@ def semantic_problems(model: Model, merged: dict) -> list[Problem]:
                         or entity.fields[key].type not in ("date", "datetime")):
                 add(calendar.origin_of(prop), f"{ek}.calendar.{prop}",
                     f"{key!r} must be a date or datetime field of {ek}")
+        problems.extend(_document_problems(model, entity, raw))
         lst = raw.get("list") or {}
         if lst.get("kanban") and not entity.stage_field:
             add(raw.origin_of("list"), f"{ek}.list.kanban", "a board needs a stage_field")
@@ -513,4 +516,42 @@ def pattern_problems(pattern: str, reset: str) -> list[str]:
         problems.append("a yearly series needs {YYYY} or {YY} in its pattern, or numbers repeat")
     if reset == "monthly" and not (has_year and "MM" in tokens):
         problems.append("a monthly series needs the year and {MM} in its pattern")
+    return problems
+
+
+def _document_problems(model: Model, entity: Entity, raw) -> list[Problem]:
+    """`totals:` names a child table and fields that exist; rollups point at real links."""
+    problems = []
+    spec = entity.totals_spec
+    origin = raw.origin_of("totals") if spec else None
+    if spec:
+        lines = entity.fields.get(spec["lines"])
+        if lines is None or lines.type != "child_table":
+            problems.append(Problem(origin, f"{entity.key}.totals.lines",
+                                    f"{spec['lines']!r} must be a child table of {entity.key}"))
+        else:
+            child = model.entities.get(lines.spec["entity"])
+            for key in ("quantity", "price", "discount", "vat_rate", "line_total"):
+                name = spec.get(key)
+                if name and child and name not in child.fields:
+                    problems.append(Problem(origin, f"{entity.key}.totals.{key}",
+                                            f"{child.key} has no field {name!r}"))
+        for key in ("currency", "document_discount", "subtotal", "discount_total", "vat_total",
+                    "grand_total", "paid", "balance"):
+            name = spec.get(key)
+            if name and name not in entity.fields:
+                problems.append(Problem(origin, f"{entity.key}.totals.{key}",
+                                        f"{entity.key} has no field {name!r}"))
+    for fkey, field in entity.user_fields.items():
+        rollup = field.spec.get("rollup")
+        if not rollup:
+            continue
+        other = model.entities.get(rollup["entity"])
+        link = other.fields.get(rollup["link"]) if other else None
+        if other is None or link is None or link.target != entity.key \
+                or rollup["sum"] not in other.fields:
+            problems.append(Problem(field.origin, f"{entity.key}.fields.{fkey}.rollup",
+                                    f"{rollup['entity']}.{rollup['link']} must link to "
+                                    f"{entity.key} and {rollup['entity']} must have "
+                                    f"{rollup['sum']!r}"))
     return problems

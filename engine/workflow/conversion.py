@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from engine.query.conditions import evaluate
 from engine.records.actor import Actor
 from engine.records.errors import NotFound, RecordError, ValidationFailed
+from engine.records.values import describe
 
 from .expressions import Context
 
@@ -43,10 +45,11 @@ class Conversions:
     def __init__(self, kervan):
         self.kervan = kervan
 
-    def for_entity(self, entity_key: str) -> tuple[str, dict] | None:
-        for key, spec in self.kervan.model.documents.get("conversions", {}).items():
-            if spec["source"] == entity_key:
-                return key, spec
+    def for_entity(self, entity_key: str, key: str | None = None) -> tuple[str, dict] | None:
+        """The entity's conversion (the named one when it has several)."""
+        for name, spec in self.kervan.model.documents.get("conversions", {}).items():
+            if spec["source"] == entity_key and (key is None or name == key):
+                return name, spec
         return None
 
     def candidates(self, conn, step: dict, context: Context) -> list[dict]:
@@ -71,6 +74,19 @@ class Conversions:
                                              "matched_on": name})
         return list(found.values())
 
+    def _copy_lines(self, target_key: str, values: dict) -> None:
+        """Lines copied from the source keep only the fields the target's lines have."""
+        target = self.kervan.model.entity(target_key)
+        for name, fld in target.child_tables.items():
+            if not isinstance(values.get(name), list):
+                continue
+            child = self.kervan.model.entity(fld.spec["entity"])
+            link = fld.spec.get("link_field", target.key)
+            keep = {k for k, f in child.user_fields.items()
+                    if k != link and not f.read_only and f.type != "child_table"}
+            values[name] = [{k: v for k, v in line.items() if k in keep and v is not None}
+                            for line in values[name]]
+
     def convert(self, entity_key: str, record_id: int, actor: Actor,
                 link: dict[str, int] | None = None, create_new: bool = False,
                 values: dict[str, dict] | None = None) -> ConversionResult:
@@ -94,6 +110,9 @@ class Conversions:
             stage_field = workflow.stage_field(entity)
             if spec.get("stage") and stage_field and source.get(stage_field) == spec["stage"]:
                 raise RecordError(f"{entity.key} #{record_id} is already converted")
+            if spec.get("when") and not evaluate(entity, spec["when"], source):
+                raise RecordError(f"{entity.key} #{record_id} can be converted only when "
+                                  f"{describe(entity, spec['when'])}")
             context = workflow._context(entity, source, actor)
             result = ConversionResult(source=source)
             for step in spec["create"]:
@@ -110,6 +129,7 @@ class Conversions:
                 given = {k: v for k, v in context.resolve(step.get("values") or {}).items()
                          if v not in (None, "", [])}
                 given.update(values.get(key) or {})
+                self._copy_lines(step["entity"], given)
                 try:
                     created = records.create(step["entity"], given, actor=engine_actor,
                                              conn=conn)
