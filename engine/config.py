@@ -41,6 +41,7 @@ class Settings:
     plugins: list[str] = field(default_factory=list)
     redis_url: str | None = None
     smtp_url: str | None = None
+    mail_from: str = "kervan@localhost"
     max_upload_mb: int = 20
     currencies: tuple[str, ...] = ("TRY", "EUR", "USD", "IRR")
 
@@ -59,6 +60,7 @@ class Settings:
             plugins=[p.strip() for p in (_env("PLUGINS", "") or "").split(",") if p.strip()],
             redis_url=_env("REDIS_URL"),
             smtp_url=_env("SMTP_URL"),
+            mail_from=_env("MAIL_FROM", "kervan@localhost"),
             max_upload_mb=int(_env("MAX_UPLOAD_MB", "20")),
         )
         for key, value in overrides.items():

@@ -7,8 +7,6 @@ workers on several machines share nothing but the queue and the database.
 
 from __future__ import annotations
 
-from functools import cache
-
 from huey import RedisHuey, SqliteHuey, crontab
 
 from engine.config import Settings
@@ -24,12 +22,21 @@ def make_huey(settings: Settings):
 huey = make_huey(Settings.from_env())
 
 
-@cache
+_RUNTIME = []
+
+
+def use_runtime(kervan) -> None:
+    """Run this process's jobs against the given runtime (embedding, tests)."""
+    _RUNTIME[:] = [kervan]
+
+
 def runtime():
     """This worker process's Kervan runtime."""
-    from engine.runtime import Kervan
+    if not _RUNTIME:
+        from engine.runtime import Kervan
 
-    return Kervan()
+        _RUNTIME.append(Kervan())
+    return _RUNTIME[0]
 
 
 def fresh_runtime():
@@ -52,3 +59,11 @@ def recompute_lifecycles_now():
     from engine.workflow.lifecycle import recompute_lifecycles
 
     return recompute_lifecycles(fresh_runtime())
+
+
+@huey.task(retries=3, retry_delay=60)
+def send_document_task(entity_key, record_id, to, template_id, user_id, language):
+    """E-mail a document with its PDF; a failure is recorded on it and retried."""
+    from engine.documents.send import send_document
+
+    send_document(fresh_runtime(), entity_key, record_id, to, template_id, user_id, language)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, validate_csrf
 from marshmallow import ValidationError
@@ -240,6 +240,41 @@ def convert(entity_key: str, record_id: int):
     except DuplicateFound as exc:
         return jsonify({"error": {**exc.to_dict(), "candidates": exc.candidates}}), 409
     return jsonify(result.to_json())
+
+
+@bp.get("/<entity_key>/<int:record_id>/pdf")
+def pdf(entity_key: str, record_id: int):
+    """The document printed from its template; the PDF is kept on the record's files."""
+    from engine.documents.pdf import render_pdf
+
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    language = request.args.get("lang") or actor.language
+    if language not in ("en", "tr", "fa"):
+        raise ValidationFailed(entity.key, {"lang": "must be en, tr or fa"})
+    data, name = render_pdf(kervan(), entity.key, record_id, actor, language)
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@bp.post("/<entity_key>/<int:record_id>/send")
+def send(entity_key: str, record_id: int):
+    """E-mail the document as a PDF, through the background queue."""
+    from engine.documents.send import queue_send
+
+    entity = entity_or_404(entity_key)
+    data = request.get_json(silent=True) or {}
+    if not isinstance(data, dict):
+        abort(400, "the request body must be a JSON object")
+    to = data.get("to")
+    if to is not None and not isinstance(to, str):
+        raise ValidationFailed(entity.key, {"to": "must be an e-mail address"})
+    template = data.get("template")
+    if template is not None and (not isinstance(template, int) or isinstance(template, bool)):
+        raise ValidationFailed(entity.key, {"template": "must be the id of an e-mail template"})
+    record = queue_send(kervan(), entity.key, record_id, current_actor(), to=to,
+                        template_id=template)
+    return jsonify(dump(entity, record)), 202
 
 
 @bp.get("/<entity_key>/<int:record_id>/<relation>")
