@@ -65,6 +65,12 @@ def label_of(labels) -> str:
 def list_view(entity_key: str):
     entity = entity_or_404(entity_key)
     actor = current_actor()
+    if entity.singleton:  # company settings: one record, opened directly
+        existing = kervan().records.find(entity.key, limit=1)
+        if existing:
+            return redirect(url_for("ui.detail", entity_key=entity.key,
+                                    record_id=existing[0]["id"]))
+        return redirect(url_for("ui.create", entity_key=entity.key))
     args = request.args
     try:
         view = build_list_view(entity, args, actor)
@@ -187,6 +193,8 @@ def create(entity_key: str):
     entity = entity_or_404(entity_key)
     actor = current_actor()
     kervan().permissions.require(actor, entity, "create")
+    if entity.singleton and kervan().records.find(entity.key, limit=1):
+        return redirect(url_for("ui.list_view", entity_key=entity.key))
     if request.method == "GET":
         # "add related" pre-fills links (and any other field) from the query string
         values = new_record_defaults(entity, actor)
@@ -323,3 +331,35 @@ def attach_uploads(entity: Entity, values: dict, actor) -> None:
         upload = request.files.get(f"{key}__file")
         if fld.type == "attachment" and upload is not None and upload.filename:
             values[key] = store_file(upload, None, None, actor)
+
+
+@bp.get("/<entity_key>/<int:record_id>/print")
+@login_required
+def print_pdf(entity_key: str, record_id: int):
+    """The Print button: the PDF in the user's language, kept on the record's files."""
+    from engine.documents.pdf import render_pdf
+
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    language = request.args.get("lang") or actor.language
+    data, name = render_pdf(kervan(), entity.key, record_id, actor,
+                            language if language in ("en", "tr", "fa") else "en")
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@bp.post("/<entity_key>/<int:record_id>/send")
+@login_required
+def send_email(entity_key: str, record_id: int):
+    """The Send button: queue the e-mail; the record shows queued, sent or failed."""
+    from engine.documents.send import queue_send
+
+    entity = entity_or_404(entity_key)
+    try:
+        queue_send(kervan(), entity.key, record_id, current_actor(),
+                   to=request.form.get("to") or None)
+    except ValidationFailed as exc:
+        flash("; ".join(exc.fields.values()) or exc.message, "danger")
+    else:
+        flash(_("The e-mail is on its way; its status shows on the record."), "success")
+    return redirect(url_for("ui.detail", entity_key=entity.key, record_id=record_id))
