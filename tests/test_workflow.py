@@ -202,3 +202,16 @@ def test_lifecycle_job_sets_segments(crm):
     recompute_lifecycles(crm, now=now)
     segments = {a["name"]: a["segment"] for a in crm.records.find("account")}
     assert segments["Alıcı"] == "active" and segments["Eski"] == "first_sale"
+
+
+def test_overdue_tasks_and_late_project_stages_are_found(api, crm):
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    ayse = crm.users.by_username("ayse").id
+    late = crm.records.create("task", {"subject": "Teklifi ara", "due_date": yesterday,
+                                       "owner": ayse})
+    crm.records.create("task", {"subject": "Bitti", "due_date": yesterday, "owner": ayse,
+                                "status": "completed"})
+    crm.records.create("task", {"subject": "Yarın", "owner": ayse,
+                                "due_date": (dt.date.today() + dt.timedelta(days=1)).isoformat()})
+    overdue = api("GET", "/task?due_date__lt=$today&status__category=planned,active").get_json()
+    assert [t["id"] for t in overdue["data"]] == [late["id"]]

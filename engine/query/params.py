@@ -8,6 +8,8 @@ size, `_next=` continues from a cursor and `_archived=1` includes archived recor
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping
 
 from engine.definitions.model import Entity
@@ -21,10 +23,22 @@ RESERVED = {"q", "_sort", "_size", "_next", "_archived", "_count", "_format", "_
 TRUE = {"1", "true", "yes", "on"}
 
 
+RELATIVE = re.compile(r"^\$?today([+-]\d+)?$")
+
+
+def relative_day(value: str, field_type: str, today: dt.date) -> str:
+    """`$today`, `$today-7`, `$today+30` in date filters (dashboards, saved searches)."""
+    match = RELATIVE.match(value.strip()) if field_type == "date" else None
+    if not match:
+        return value
+    return (today + dt.timedelta(days=int(match.group(1) or 0))).isoformat()
+
+
 def parse_list_args(entity: Entity, args: Mapping, ignore: set[str] | None = None,
-                    default_size: int = 50) -> ListRequest:
+                    default_size: int = 50, today: dt.date | None = None) -> ListRequest:
     """Turn query-string arguments into a ListRequest; unknown names are errors."""
     ignore = ignore or set()
+    today = today or dt.date.today()
     request = ListRequest(size=default_size)
     errors: dict[str, str] = {}
     items = args.items(multi=True) if hasattr(args, "getlist") else args.items()
@@ -62,7 +76,8 @@ def parse_list_args(entity: Entity, args: Mapping, ignore: set[str] | None = Non
         elif value == "" and op == "eq":
             continue  # an empty filter box means no filter
         else:
-            request.where.append({"field": key, "op": op, "value": value})
+            request.where.append({"field": key, "op": op,
+                                  "value": relative_day(value, fld.type, today)})
     try:
         request.sort = parse_sort(entity, args.get("_sort") or None)
     except QueryError as exc:
