@@ -37,11 +37,12 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
           default_translation_directories=str(PROJECT_ROOT / "engine" / "translations"))
     csrf = CSRFProtect(app)
 
-    from .web import admin, api, auth, studio_api, ui, ui_extra
+    from .web import admin, api, auth, studio_api, studio_ui, ui, ui_extra
 
     auth.login_manager.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(studio_ui.bp)
     app.register_blueprint(studio_api.bp)
     csrf.exempt(studio_api.bp)
     app.register_blueprint(api.bp)

@@ -81,7 +81,7 @@ class Field:
     def target(self) -> str | None:
         """The entity (or system table) a reference field points to."""
         if self.type == "link":
-            return self.spec["target"]
+            return self.spec.get("target")
         return None
 
     def option(self, key: str) -> Option | None:

@@ -545,7 +545,7 @@ class LinkType(ReferenceType):
     required_properties = frozenset({"target"})
 
     def reference_target(self, field):
-        return field.spec["target"]
+        return field.spec.get("target", "")
 
 
 class UserType(ReferenceType):

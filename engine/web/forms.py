@@ -6,26 +6,39 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from engine.definitions.model import Entity, Field
+from engine.i18n.formats import read_date_input, read_number_input
 
-from .context import kervan
+from .context import current_language, kervan
 
 #: Field types a form never edits directly.
 NOT_EDITABLE = {"child_table"}
+#: Field types typed with the user's decimal and grouping separators.
+NUMBER_TYPES = {"integer", "decimal", "percent"}
 
 
 def form_sections(entity: Entity) -> list[dict]:
-    """Sections of the edit form: metadata `form.sections`, else the general tab, else all."""
+    """Sections of the edit form: metadata `form.sections`, else the general tab, else all.
+
+    Fields no section names (added later by a pack or the studio) get a section of their own,
+    so a new field is on the form at once.
+    """
     sections = entity.form_spec.get("sections")
-    if sections:
-        return [{"key": s["key"], "label": s.get("label"), "fields": s["fields"],
-                 "columns": s.get("columns", 2)} for s in sections]
     tabs = entity.detail_spec.get("tabs") or []
     general = next((t for t in tabs if t.get("sections")), None)
-    if general:
-        return [{"key": f"{general['key']}_{i}", "label": None, "fields": section,
-                 "columns": 2} for i, section in enumerate(general["sections"])]
-    keys = [k for k, f in entity.user_fields.items() if f.type not in NOT_EDITABLE]
-    return [{"key": "main", "label": None, "fields": keys, "columns": 2}]
+    if sections:
+        out = [{"key": s["key"], "label": s.get("label"), "fields": s["fields"],
+                "columns": s.get("columns", 2)} for s in sections]
+    elif general:
+        out = [{"key": f"{general['key']}_{i}", "label": None, "fields": section,
+                "columns": 2} for i, section in enumerate(general["sections"])]
+    else:
+        out = []
+    placed = {key for section in out for key in section["fields"]}
+    rest = [k for k, f in entity.user_fields.items()
+            if k not in placed and f.type not in NOT_EDITABLE]
+    if rest:
+        out.append({"key": "more", "label": None, "fields": rest, "columns": 2})
+    return out
 
 
 def editable_fields(entity: Entity, hidden: frozenset[str] = frozenset()) -> list[str]:
@@ -58,7 +71,7 @@ def read_field(fld: Field, form, name: str):
     if fld.type == "boolean":
         return form.get(name) in ("on", "true", "1")
     if fld.type == "money":
-        amount = form.get(name, "").strip()
+        amount = read_number_input(form.get(name, ""), current_language())
         if not amount:
             return None
         return {"amount": amount, "currency": form.get(f"{name}__currency") or None}
@@ -68,8 +81,16 @@ def read_field(fld: Field, form, name: str):
             values = [v.strip() for v in values[0].split(",")]
         return values
     value = form.get(name, "")
+    if fld.type in ("date", "datetime") and value.strip():
+        value = read_date_input(fld.type, value.strip(), current_language())
+        if isinstance(value, dt.datetime):  # typed in Jalali, in the company time zone
+            return value.replace(tzinfo=ZoneInfo(kervan().settings.timezone))
+        if isinstance(value, dt.date):
+            return value
     if fld.type == "datetime" and value.strip():
         return _local_datetime(value.strip())
+    if fld.type in NUMBER_TYPES:
+        return read_number_input(value, current_language())
     return value.strip() if isinstance(value, str) else value
 
 

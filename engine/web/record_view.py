@@ -107,6 +107,12 @@ def build_detail(entity: Entity, record_id: int, actor: Actor, active: str | Non
             if related is not None:
                 tab.related.append(related)
         tabs.append(tab)
+    placed = {k for spec in spec_tabs for section in spec.get("sections", []) for k in section}
+    rest = [k for k, f in entity.user_fields.items()
+            if k not in placed and k not in hidden and f.type != "child_table"]
+    first = next((t for t in tabs if t.sections), None)
+    if rest and first is not None:  # fields added by a pack or the studio show at once
+        first.sections.append(rest)
     active = active if any(t.key == active for t in tabs) else tabs[0].key
     header = [f for f in entity.detail_spec.get("header", []) if f in entity.fields
               and f not in hidden]
