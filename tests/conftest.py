@@ -4,6 +4,7 @@ KERVAN_TEST_DATABASE_URL names a server) and Kervan runtimes on test metadata.""
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 import uuid
 from pathlib import Path
@@ -16,6 +17,9 @@ from engine.runtime import Kervan
 from engine.storage.schema_sync import sync_schema
 
 PG_SERVER = os.environ.get("KERVAN_TEST_DATABASE_URL")
+# Cheap password hashes: the suite creates many users; production keeps argon2's defaults.
+os.environ.setdefault("KERVAN_ARGON2_TIME_COST", "1")
+os.environ.setdefault("KERVAN_ARGON2_MEMORY_KIB", "8192")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -168,10 +172,29 @@ BASE_METADATA = PROJECT_ROOT / "metadata"
 PASSWORD = "Kervan-2026!"
 
 
+@pytest.fixture(scope="session")
+def base_crm_template(tmp_path_factory):
+    """On SQLite, the base CRM migrated once; each test starts from a copy of the file."""
+    if PG_SERVER:
+        return None
+    folder = tmp_path_factory.mktemp("base_template")
+    settings = Settings.from_env(instance=folder / "instance", base_metadata=BASE_METADATA,
+                                 database_url=f"sqlite:///{folder / 'template.db'}",
+                                 metadata=[], secret_key="test")
+    kervan = Kervan(settings)
+    sync_schema(kervan.db, kervan.model)
+    with kervan.db.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    kervan.close()
+    return folder / "template.db"
+
+
 @pytest.fixture
-def crm(make_kervan):
+def crm(make_kervan, base_crm_template, database_url):
     """The base CRM (real metadata) on this test's database, with users per role."""
-    kervan = make_kervan(BASE_METADATA)
+    if base_crm_template is not None:
+        shutil.copyfile(base_crm_template, database_url.removeprefix("sqlite:///"))
+    kervan = make_kervan(BASE_METADATA, migrate=base_crm_template is None)
     users = kervan.users
     users.create("admin", PASSWORD, ["admin"], full_name="Ada Admin", email="admin@example.com")
     users.create("ayse", PASSWORD, ["sales"], full_name="Ayşe Yılmaz", teams=["istanbul"],

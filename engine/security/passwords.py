@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from importlib import resources
 
@@ -9,7 +10,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_LENGTH = 8
-_hasher = PasswordHasher()
+# Cost of a password hash; lower only for test suites (KERVAN_ARGON2_TIME_COST / _MEMORY_KIB).
+_hasher = PasswordHasher(
+    time_cost=int(os.environ.get("KERVAN_ARGON2_TIME_COST", "3")),
+    memory_cost=int(os.environ.get("KERVAN_ARGON2_MEMORY_KIB", "65536")))
 
 
 @cache
