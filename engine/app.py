@@ -35,6 +35,9 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
     Bootstrap5(app)
     Babel(app, locale_selector=current_language,
           default_translation_directories=str(PROJECT_ROOT / "engine" / "translations"))
+    from .web.display import install_template_helpers
+
+    install_template_helpers(app)
     csrf = CSRFProtect(app)
 
     from .web import admin, api, auth, studio_api, studio_ui, ui, ui_extra

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.fields.base import FieldValueError
+from engine.i18n.text import like_folded
 
 if TYPE_CHECKING:
     from engine.definitions.model import Entity, Field
@@ -164,7 +165,7 @@ def to_sql(entity: Entity, condition: dict, table: sa.Table) -> sa.ColumnElement
     if op in TEXT_OPS:
         pattern = _escape_like(str(raw))
         pattern = f"%{pattern}%" if op == "contains" else f"{pattern}%"
-        return column.ilike(pattern, escape="\\")
+        return like_folded(column, pattern)
     value = _comparable(field, _coerce_operand(field, raw))
     if op == "eq":
         return column.is_(None) if value is None else column == value

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from engine.definitions.model import Entity
 from engine.fields.base import FieldValueError
 from engine.fields.builtin import normalise_digits, phone_digits
+from engine.i18n.text import contains_folded
 
 from .conditions import check_condition, to_sql
 
@@ -153,7 +154,7 @@ def search_condition(entity: Entity, table: sa.Table, text: str,
             if digits and len(digits) >= 3:
                 parts.append(table.c[f"{key}__digits"].contains(digits, autoescape=True))
         elif fld.field_type.textual:
-            parts.append(table.c[key].ilike(f"%{_escape(text)}%", escape="\\"))
+            parts.append(contains_folded(table.c[key], text))
         elif fld.type == "integer" and normalise_digits(text).isdigit():
             parts.append(table.c[key] == int(normalise_digits(text)))
     return sa.or_(*parts) if parts else sa.false()

@@ -3,52 +3,156 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from babel.numbers import format_currency, format_decimal
+from flask import request
 from flask_babel import gettext as _
+from markupsafe import Markup
 
 from engine.definitions.model import Entity, Field
+from engine.i18n import formats
+from engine.i18n.messages import translate_problem
+from engine.i18n.numerals import localise_digits
 
-from .context import current_language, kervan, text_in
-
-DATE_PATTERNS = {"en": "%d %b %Y", "tr": "%d.%m.%Y", "fa": "%Y/%m/%d"}
-LOCALES = {"en": "en_US", "tr": "tr_TR", "fa": "fa_IR"}
+from .context import LANGUAGE_NAMES, LANGUAGES, current_language, irr_in_toman, kervan, text_in
 
 
 def local_time(moment: dt.datetime | None) -> dt.datetime | None:
+    """A stored UTC moment in the company time zone (KERVAN_TIMEZONE)."""
     if moment is None:
         return None
     return moment.astimezone(ZoneInfo(kervan().settings.timezone))
 
 
 def format_number(value, language: str | None = None, places: int | None = None) -> str:
-    language = language or current_language()
-    if places is not None:
-        value = Decimal(value).quantize(Decimal(1).scaleb(-places))
-        fmt = "#,##0" + ("." + "0" * places if places else "")
-        return format_decimal(value, format=fmt, locale=LOCALES[language])
-    return format_decimal(value, locale=LOCALES[language])
+    return formats.format_number(value, language or current_language(), places)
 
 
 def format_money(amount, currency: str, language: str | None = None) -> str:
     language = language or current_language()
-    return format_currency(amount, currency, locale=LOCALES[language])
+    return formats.format_money(amount, currency, language,
+                                toman=language == "fa" and irr_in_toman())
 
 
 def format_date(value: dt.date | None, language: str | None = None) -> str:
-    if value is None:
-        return ""
-    return value.strftime(DATE_PATTERNS[language or current_language()])
+    return formats.format_date(value, language or current_language())
 
 
 def format_datetime(value: dt.datetime | None, language: str | None = None) -> str:
-    if value is None:
-        return ""
-    local = local_time(value)
-    return f"{format_date(local.date(), language)} {local:%H:%M}"
+    """A stored moment as the user reads it, in the company time zone."""
+    return formats.format_datetime(local_time(value), language or current_language())
+
+
+def digits(text, language: str | None = None) -> str:
+    """Text (a count, a time, a page size) with the digits of the user's language."""
+    return localise_digits(text, language or current_language())
+
+
+def date_input(value) -> str:
+    """The value of a date input: ISO for the browser's picker, Jalali text in Persian."""
+    return formats.date_input_value(value, current_language())
+
+
+def datetime_input(value) -> str:
+    """The value of a date-and-time input, in the company time zone."""
+    local = local_time(value) if isinstance(value, dt.datetime) and value.tzinfo else value
+    return formats.datetime_input_value(local, current_language())
+
+
+def number_input(value) -> str:
+    """A number as a form shows it for editing, with the user's decimal separator."""
+    return formats.number_input_value(value, current_language())
+
+
+def lowercase(text) -> str:
+    """Lower case by the rules of the user's language (Turkish I → ı, İ → i)."""
+    text = "" if text is None else str(text)
+    if current_language() == "tr":
+        text = text.replace("I", "ı").replace("İ", "i")
+    return text.lower()
+
+
+def problem(text, entity: Entity | None = None) -> str:
+    """A problem the engine reported, in the user's language: a rule's own message from the
+    metadata, else a known engine message translated, else the text as it is."""
+    if entity is not None and isinstance(text, str):
+        for rule in entity.rules:
+            if rule.message and text == rule.message.get("en"):
+                return text_in(rule.message)
+    return translate_problem(text)
+
+
+#: Values that read left to right even inside Persian text, and values that must not wrap.
+LEFT_TO_RIGHT = {"phone", "email", "url"}
+NO_WRAP = {"phone", "date", "datetime", "money", "decimal", "integer", "percent"}
+
+
+def cell_attrs(field: Field | None, nowrap: bool = False) -> Markup:
+    """HTML attributes for an element showing `field`'s value: phones, e-mails and web
+    addresses run left to right (a phone reversed by RTL text is a wrong number), and with
+    `nowrap` numbers and dates stay on one line."""
+    kind = field.type if field is not None else None
+    attrs = ' dir="ltr"' if kind in LEFT_TO_RIGHT else ""
+    if nowrap and kind in NO_WRAP:
+        attrs += ' class="text-nowrap"'
+    return Markup(attrs)
+
+
+def language_links() -> list[dict]:
+    """The switcher: each language with a link to this page in it."""
+    links = []
+    for code in LANGUAGES:
+        args = request.args.copy()
+        args["lang"] = code
+        links.append({"code": code, "name": LANGUAGE_NAMES[code], "active":
+                      code == current_language(),
+                      "url": f"{request.path}?{urlencode(list(args.items(multi=True)))}"})
+    return links
+
+
+def calendar_title(view: str, day: dt.date, days: list[dt.date]) -> str:
+    """The calendar heading: a month, a week's first and last day, or one day."""
+    language = current_language()
+    if view == "month":
+        return formats.month_title(day, language)
+    if view == "week":
+        return f"{format_date(days[0])} – {format_date(days[-1])}"
+    return f"{formats.weekday_name(day, language)} {format_date(day)}"
+
+
+def same_month(day: dt.date, other: dt.date) -> bool:
+    """Whether two days fall in one month of the user's calendar (Jalali in Persian)."""
+    return formats.month_title(day, current_language()) == \
+        formats.month_title(other, current_language())
+
+
+def weekday_name(day: dt.date, short: bool = False) -> str:
+    return formats.weekday_name(day, current_language(), short)
+
+
+def day_label(day: dt.date) -> str:
+    return formats.day_label(day, current_language())
+
+
+TEMPLATE_HELPERS = {
+    "fmt_number": format_number, "fmt_money": format_money, "fmt_date": format_date,
+    "fmt_datetime": format_datetime, "digits": digits, "date_input": date_input,
+    "datetime_input": datetime_input, "language_links": language_links,
+    "problem": problem, "calendar_title": calendar_title,
+    "weekday_name": weekday_name, "same_month": same_month, "day_label": day_label,
+    "irr_in_toman": irr_in_toman,
+    "number_input": number_input, "current_language": current_language,
+    "lowercase": lowercase, "cell_attrs": cell_attrs,
+}
+
+
+def install_template_helpers(app) -> None:
+    """Make the language-aware formatting helpers available to every template."""
+    if app.jinja_env.globals.get("fmt_number") is not format_number:
+        app.jinja_env.globals.update(TEMPLATE_HELPERS)
+
 
 
 def option_label(field: Field, key: str | None) -> str:
@@ -141,7 +245,7 @@ def display(entity: Entity, key: str, record: dict, titles: Titles) -> str:
     if kind == "money":
         return format_money(value["amount"], value["currency"])
     if kind == "percent":
-        return format_number(value) + " %"
+        return formats.format_percent(value, current_language())
     if kind == "decimal":
         return format_number(value)
     if kind == "integer" and key not in ("id", "version"):
@@ -157,7 +261,7 @@ def display(entity: Entity, key: str, record: dict, titles: Titles) -> str:
     if kind == "team":
         return team_name(value)
     if kind == "child_table":
-        return str(len(value))
+        return digits(len(value))
     return str(value)
 
 

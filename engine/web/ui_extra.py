@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar as cal
 import datetime as dt
 import hashlib
 import mimetypes
@@ -27,12 +26,13 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.utils import secure_filename
 
 from engine.definitions.model import Entity
+from engine.i18n.calendar import calendar_range
 from engine.query.listing import ListRequest
 from engine.query.params import parse_list_args
 from engine.records.errors import RecordError, ValidationFailed
 from engine.security.permissions import PermissionDenied
 
-from .context import current_actor, kervan, text_in
+from .context import current_actor, current_language, kervan, text_in
 from .display import Titles, compose_title, format_money, option_label
 from .listview import expand_ui_args, list_columns
 from .record_view import recent_records
@@ -266,16 +266,8 @@ def calendar_view():
         day = dt.date.fromisoformat(request.args.get("date", ""))
     except ValueError:
         day = dt.datetime.now(zone).date()
-    if view == "day":
-        start, end = day, day + dt.timedelta(days=1)
-    elif view == "week":
-        start = day - dt.timedelta(days=day.weekday())
-        end = start + dt.timedelta(days=7)
-    else:
-        first = day.replace(day=1)
-        start = first - dt.timedelta(days=first.weekday())
-        last = day.replace(day=cal.monthrange(day.year, day.month)[1])
-        end = last + dt.timedelta(days=7 - last.weekday())
+    shown = calendar_range(view, day, current_language())
+    start, end = shown.start, shown.end
     user = request.args.get("user", "")
     events: dict[dt.date, list[dict]] = {}
     sources = []
@@ -306,10 +298,7 @@ def calendar_view():
                 "entity": entity, "record": record, "title": compose_title(entity, record),
                 "time": f"{when:%H:%M}" if when else "",
                 "url": url_for("ui.detail", entity_key=entity.key, record_id=record["id"])})
-    days = [start + dt.timedelta(days=i) for i in range((end - start).days)]
-    step = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7)}.get(view)
-    previous = day - step if step else (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    following = day + step if step else (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    days, previous, following = shown.days, shown.previous, shown.following
     from .ui import active_users
 
     return render_template("calendar.html", view=view, day=day, days=days, events=events,

@@ -2,6 +2,13 @@
 (function () {
   "use strict";
 
+  // Numbers written by scripts use the page's digits (Persian pages show ۰–۹).
+  var persian = document.documentElement.lang === "fa";
+  function localDigits(value) {
+    var text = String(value);
+    return persian ? text.replace(/[0-9]/g, function (d) { return "۰۱۲۳۴۵۶۷۸۹"[d]; }) : text;
+  }
+
   // Date preset "custom" shows the from/to inputs.
   document.querySelectorAll(".kv-date-preset").forEach(function (select) {
     select.addEventListener("change", function () {
@@ -14,8 +21,38 @@
     });
     if (select.value === "custom") select.name = "";
   });
-  // Empty filter inputs are left out of the URL.
+  // Jalali dates typed in a Persian filter (1405/09/01, either digit set) go to the server
+  // as Gregorian ISO dates, found with the browser's own Persian calendar.
+  var persianCalendar = window.Intl && new Intl.DateTimeFormat("en-u-ca-persian-nu-latn",
+    {year: "numeric", month: "numeric", day: "numeric", timeZone: "UTC"});
+  function jalaliOf(date) {
+    var parts = {};
+    persianCalendar.formatToParts(date).forEach(function (p) { parts[p.type] = parseInt(p.value, 10); });
+    return [parts.year, parts.month, parts.day];
+  }
+  function gregorianOf(text) {
+    var ascii = text.replace(/[۰-۹]/g, function (d) { return "۰۱۲۳۴۵۶۷۸۹".indexOf(d); })
+                    .replace(/[٠-٩]/g, function (d) { return "٠١٢٣٤٥٦٧٨٩".indexOf(d); });
+    var m = /^\s*(\d{4})\s*[\/.-]\s*(\d{1,2})\s*[\/.-]\s*(\d{1,2})\s*$/.exec(ascii);
+    if (!m || !persianCalendar) return null;
+    var y = +m[1], mo = +m[2], d = +m[3];
+    if (y >= 1700) return ascii.trim().replace(/[\/.]/g, "-");  // already Gregorian
+    var date = new Date(Date.UTC(y + 621, 2, 20 + (mo <= 6 ? (mo - 1) * 31 : 186 + (mo - 7) * 30) + d));
+    for (var i = 0; i < 4; i++) {
+      var j = jalaliOf(date), off = (y - j[0]) * 365 + (mo - j[1]) * 30 + (d - j[2]);
+      if (!off) return date.toISOString().slice(0, 10);
+      date.setUTCDate(date.getUTCDate() + off);
+    }
+    return null;  // no such day (1404/12/30): the filter is left out
+  }
   var filters = document.getElementById("filters");
+  if (filters) filters.addEventListener("submit", function () {
+    filters.querySelectorAll(".kv-jalali-filter").forEach(function (input) {
+      var target = filters.querySelector('input[name="' + input.dataset.target + '"]');
+      if (target) target.value = input.value.trim() ? (gregorianOf(input.value) || "") : "";
+    });
+  });
+  // Empty filter inputs are left out of the URL.
   if (filters) filters.addEventListener("submit", function () {
     filters.querySelectorAll("input, select").forEach(function (el) {
       if (!el.value && el.name) el.name = "";
@@ -106,7 +143,7 @@
               updateCounts();
             } else {
               from.querySelector(".kv-cards") ? from.querySelector(".kv-cards").prepend(card) : from.prepend(card);
-              error.textContent = res.body.error ? res.body.error.reason : "Refused";
+              error.textContent = res.body.error ? res.body.error.reason : board.dataset.refused;
               error.classList.remove("d-none");
             }
           });
@@ -115,7 +152,7 @@
     function updateCounts() {
       board.querySelectorAll(".kv-column").forEach(function (c) {
         var badge = c.querySelector(".kv-count");
-        if (badge && !/\+$/.test(badge.textContent)) badge.textContent = c.querySelectorAll(".kv-card").length;
+        if (badge && !/\+$/.test(badge.textContent)) badge.textContent = localDigits(c.querySelectorAll(".kv-card").length);
       });
     }
   }
