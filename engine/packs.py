@@ -94,7 +94,7 @@ class PackPlan:
         if not self.stages:
             out.append("  no stage changes")
         out.append(f"records whose stage disappears: {len(self.moves)}")
-        out += [f"  {m.entity} #{m.record_id} {m.title!r}: {m.old} → {m.new}" for m in self.moves]
+        out += [f"  {m.entity} #{m.record_id} “{m.title}”: {m.old} → {m.new}" for m in self.moves]
         if self.restores:
             out.append(f"records brought back to the stage they had in this pack: "
                        f"{self.restores}")

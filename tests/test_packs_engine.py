@@ -78,7 +78,7 @@ def test_dry_run_lists_changes_and_changes_nothing(clinic):
     assert "add column nationality to deal" in text
     assert "deal.stage: adds assessment, operation" in text
     assert "deal.stage: removes talking" in text
-    assert f"deal #{deal['id']} 'Ayşe': talking → assessment" in text
+    assert f"deal #{deal['id']} “Ayşe”: talking → assessment" in text
     assert "doctor" not in sa.inspect(clinic.db).get_table_names()
     assert stage_of(clinic, deal["id"]) == "talking"
 

@@ -165,6 +165,11 @@ def _merge_map(base: SourceMap, overlay: SourceMap, path: str, problems: list[Pr
         if key not in base:
             if _is_directive(value):
                 value = _apply_list_directive(SourceList(origin=where), value, key_path, problems)
+            elif isinstance(value, dict):  # list edits may sit at any depth of a new key
+                fresh = SourceMap(origin=getattr(value, "origin", where))
+                _merge_map(fresh, value if isinstance(value, SourceMap)
+                           else SourceMap(value, origin=where), key_path, problems)
+                value = fresh
             base[key] = _clean(value)
             base.key_origins[key] = where
             continue

@@ -102,10 +102,14 @@ def _origin_at(root, path) -> Origin | None:
     return origin
 
 
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(metadata_schema())
+
+
 def schema_problems(merged: dict) -> list[Problem]:
     """Check merged metadata against the JSON Schema; one problem per error."""
-    schema = metadata_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator()
     problems = []
     for error in sorted(validator.iter_errors(merged), key=lambda e: list(map(str, e.path))):
         error = _most_specific(error)
