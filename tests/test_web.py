@@ -171,3 +171,39 @@ def test_admin_manages_users_and_teams_and_sees_roles(client, crm, csrf_free_app
     assert 'data-testid="role-sales"' in roles and "product.cost" in roles
     denied = sign_in(csrf_free_app.test_client(), "ayse").get("/admin/users")
     assert denied.status_code == 403
+
+
+def test_lead_conversion_screen_and_document_buttons(client, crm):
+    lead = crm.records.create("lead", {"full_name": "Murat Şen", "company": "Şen Tekstil",
+                                       "email": "murat@sentekstil.example",
+                                       "source": "trade_fair"})
+    detail = client.get(f"/lead/{lead['id']}").get_data(as_text=True)
+    assert 'data-testid="action-convert-lead_to_customer"' in detail
+    form = client.get(f"/lead/{lead['id']}/convert/lead_to_customer")
+    assert form.status_code == 200 and "value-account-tax_number" in form.get_data(as_text=True)
+    refused = client.post(f"/lead/{lead['id']}/convert/lead_to_customer", data={})
+    assert refused.status_code == 422
+    assert 'data-error-for="account.tax_number"' in refused.get_data(as_text=True)
+    done = client.post(f"/lead/{lead['id']}/convert/lead_to_customer", data={
+        "value-account-tax_number": "4445556667", "value-account-sector": "textile"})
+    assert done.status_code == 302 and "/account/" in done.location
+    assert crm.records.get("lead", lead["id"])["stage"] == "converted"
+    account_id = int(done.location.rstrip("/").split("/")[-1])
+    quote = crm.records.create("quote", {"account": account_id, "currency": "try",
+                                         "quote_date": "2026-11-01", "lines": [
+                                             {"description": "Kumaş", "quantity": 1,
+                                              "unit_price": "100", "vat_rate": "20"}]})
+    page = client.get(f"/quote/{quote['id']}").get_data(as_text=True)
+    assert 'data-testid="action-print"' in page and 'data-testid="action-send"' in page
+    pdf = client.get(f"/quote/{quote['id']}/print")
+    assert pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF")
+
+
+def test_admin_previews_and_installs_a_pack(client, crm):
+    page = client.get("/admin/packs?preview=health_tourism").get_data(as_text=True)
+    assert 'data-testid="pack-plan"' in page and "install pack health_tourism" in page
+    client.post("/admin/packs/health_tourism/install")
+    crm.refresh()
+    assert "doctor" in crm.model.entities
+    listed = client.get("/admin/packs").get_data(as_text=True)
+    assert 'data-testid="uninstall-health_tourism"' in listed

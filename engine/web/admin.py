@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_login import login_required
 
+from engine.definitions.problems import MetadataError
 from engine.records.errors import RecordError
 from engine.security.permissions import ACTIONS, PermissionDenied
 
@@ -134,3 +135,44 @@ def roles():
         fields = role.get("fields", {})
         matrix.append({"key": role_key, "role": role, "rows": rows, "fields": fields})
     return render_template("admin/roles.html", matrix=matrix, actions=ACTIONS)
+
+
+@bp.get("/packs")
+def packs():
+    """Sector packs with the same preview as `kervan pack install NAME --dry-run`."""
+    preview_key = request.args.get("preview")
+    plan_lines, error = None, None
+    if preview_key:
+        try:
+            info = kervan().packs.get(preview_key)
+            plan, _model = (kervan().packs.plan_uninstall(preview_key) if info.installed
+                            else kervan().packs.plan_install(preview_key))
+            plan_lines = plan.lines()
+        except RecordError as exc:
+            error = exc.message
+        except MetadataError as exc:
+            error = "; ".join(str(p) for p in exc.problems[:5])
+    return render_template("admin/packs.html", packs=kervan().packs.available(),
+                           preview=preview_key, plan=plan_lines, error=error)
+
+
+@bp.post("/packs/<key>/<any(install, uninstall):action>")
+def pack_action(key: str, action: str):
+    from engine.demo import DemoError, load_demo
+
+    try:
+        if action == "install":
+            kervan().packs.install(key, current_actor())
+            if request.form.get("demo"):
+                folder = kervan().settings.packs / key / "demo"
+                load_demo(kervan(), sorted(folder.glob("*.y*ml")) if folder.is_dir() else [])
+        else:
+            kervan().packs.uninstall(key, current_actor())
+    except (RecordError, DemoError) as exc:
+        flash(getattr(exc, "message", str(exc)), "danger")
+    except MetadataError as exc:
+        flash("; ".join(str(p) for p in exc.problems[:5]), "danger")
+    else:
+        flash(_("Pack %(key)s installed.", key=key) if action == "install"
+              else _("Pack %(key)s uninstalled; its data is kept.", key=key), "success")
+    return redirect(url_for("admin.packs"))

@@ -68,6 +68,7 @@ class DetailView:
     can_edit: bool
     can_delete: bool
     stage: Field | None
+    actions: list[dict] = field(default_factory=list)
 
     def cell(self, key: str, record: dict | None = None, entity: Entity | None = None) -> str:
         return display(entity or self.entity, key, record or self.record, self.titles)
@@ -125,7 +126,39 @@ def build_detail(entity: Entity, record_id: int, actor: Actor, active: str | Non
         can_edit=k.permissions.allows_record(actor, entity, "edit", record),
         can_delete=entity.delete_policy != "never"
         and k.permissions.allows_record(actor, entity, "delete", record),
-        stage=stage)
+        stage=stage, actions=record_actions(entity, record, actor))
+
+
+def record_actions(entity: Entity, record: dict, actor: Actor) -> list[dict]:
+    """Buttons metadata gives a record: conversions, print, send by e-mail."""
+    from flask import url_for
+
+    from engine.query.conditions import evaluate
+
+    k = kervan()
+    actions = []
+    can_edit = k.permissions.allows_record(actor, entity, "edit", record)
+    for key, spec in k.model.documents.get("conversions", {}).items():
+        if spec["source"] != entity.key or not can_edit:
+            continue
+        stage = k.workflow.stage_field(entity)
+        if spec.get("stage") and stage and record.get(stage) == spec["stage"]:
+            continue
+        if spec.get("when") and not evaluate(entity, spec["when"], record):
+            continue
+        actions.append({"key": f"convert-{key}", "label": text_in(spec.get("label"))
+                        or _("Convert"), "icon": "bi-arrow-right-circle", "method": "get",
+                        "url": url_for("ui.convert", entity_key=entity.key,
+                                       record_id=record["id"], conversion=key)})
+    if entity.print_spec and k.permissions.scope(actor, entity, "print") != "none":
+        actions.append({"key": "print", "label": _("Print"), "icon": "bi-printer",
+                        "method": "get", "url": url_for("ui.print_pdf", entity_key=entity.key,
+                                                        record_id=record["id"])})
+        if entity.print_spec.get("send") and can_edit:
+            actions.append({"key": "send", "label": _("Send by e-mail"), "icon": "bi-envelope",
+                            "method": "post", "url": url_for(
+                                "ui.send_email", entity_key=entity.key, record_id=record["id"])})
+    return actions
 
 
 def _related(entity: Entity, record: dict, ref: str, actor: Actor) -> Related | None:

@@ -363,3 +363,63 @@ def send_email(entity_key: str, record_id: int):
     else:
         flash(_("The e-mail is on its way; its status shows on the record."), "success")
     return redirect(url_for("ui.detail", entity_key=entity.key, record_id=record_id))
+
+
+@bp.app_template_global()
+def is_admin() -> bool:
+    return kervan().permissions.is_admin(current_actor())
+
+
+@bp.route("/<entity_key>/<int:record_id>/convert/<conversion>", methods=["GET", "POST"])
+@login_required
+def convert(entity_key: str, record_id: int, conversion: str):
+    """Convert a record (lead → customer, contact, opportunity), linking or creating."""
+    from engine.workflow.conversion import DuplicateFound
+
+    entity = entity_or_404(entity_key)
+    actor = current_actor()
+    found = kervan().conversions.for_entity(entity.key, conversion)
+    if found is None:
+        abort(404)
+    key, spec = found
+    record = kervan().records.get(entity.key, record_id, actor=actor)
+    candidates: dict[str, list] = {}
+    errors: dict[str, str] = {}
+    values: dict[str, dict] = {}
+    if request.method == "POST":
+        link = {step["key"]: int(request.form[f"link-{step['key']}"]) for step in spec["create"]
+                if request.form.get(f"link-{step['key']}", "").isdigit()}
+        for step in spec["create"]:
+            target = kervan().model.entity(step["entity"])
+            given = {name.split("-", 2)[2]: value for name, value in request.form.items()
+                     if name.startswith(f"value-{step['key']}-") and value.strip()}
+            if given:
+                values[step["key"]] = {k: v for k, v in given.items() if k in target.fields}
+        try:
+            result = kervan().conversions.convert(
+                entity.key, record_id, actor, link=link, values=values,
+                create_new=request.form.get("create_new") == "1")
+        except DuplicateFound as exc:
+            candidates[exc.key] = exc.candidates
+            errors[exc.key] = exc.message
+        except ValidationFailed as exc:
+            errors.update(exc.fields)
+        else:
+            flash(_("Converted."), "success")
+            first = next(iter(result.created or result.linked), None)
+            target_key = next((s["entity"] for s in spec["create"] if s["key"] == first), None)
+            if first and target_key:
+                target_id = (result.created | result.linked)[first]
+                return redirect(url_for("ui.detail", entity_key=target_key, record_id=target_id))
+            return redirect(url_for("ui.detail", entity_key=entity.key, record_id=record_id))
+    steps = []
+    for step in spec["create"]:
+        target = kervan().model.entity(step["entity"])
+        missing = [f for f in target.user_fields.values() if (f.required or f.required_if)
+                   and f.key not in (step.get("values") or {}) and f.type != "child_table"
+                   and not target.series_for(f.key)]
+        steps.append({"key": step["key"], "entity": target, "extra": missing,
+                      "candidates": candidates.get(step["key"], [])})
+    return render_template("convert.html", entity=entity, record=record, spec=spec,
+                           conversion=key, steps=steps, errors=errors, values=values,
+                           title=compose_title(entity, record)), (422 if errors else 200)
