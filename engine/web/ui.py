@@ -221,6 +221,7 @@ def edit(entity_key: str, record_id: int):
     entity = entity_or_404(entity_key)
     actor = current_actor()
     record = kervan().records.get(entity.key, record_id, actor=actor)
+    kervan().permissions.require_record(actor, entity, "edit", record)
     if request.method == "GET":
         return _form_page(entity, record, record, {})
     hidden = kervan().permissions.field_access(actor, entity).hidden
