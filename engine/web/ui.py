@@ -13,6 +13,7 @@ from flask import (
     Response,
     abort,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -29,7 +30,7 @@ from engine.records.errors import RecordError, ValidationFailed
 
 from .context import current_actor, kervan, text_in
 from .display import Titles, compose_title, display, local_time
-from .forms import editable_fields, form_sections, read_form
+from .forms import editable_fields, form_sections, read_form, read_lines
 from .listview import PAGE_SIZES, PRESETS, build_list_view, preset_label
 from .record_view import build_detail, record_recent
 
@@ -424,3 +425,49 @@ def convert(entity_key: str, record_id: int, conversion: str):
     return render_template("convert.html", entity=entity, record=record, spec=spec,
                            conversion=key, steps=steps, errors=errors, values=values,
                            title=compose_title(entity, record)), (422 if errors else 200)
+
+
+@bp.post("/<entity_key>/totals")
+@login_required
+def live_totals(entity_key: str):
+    """Totals of the lines on a form being edited: the same Decimal rules as saving."""
+    from engine.documents.totals import compute
+    from engine.fields.base import FieldValueError
+
+    entity = entity_or_404(entity_key)
+    spec = entity.totals_spec
+    if not spec:
+        abort(404)
+    field = entity.fields[spec["lines"]]
+    child = kervan().model.entity(field.spec["entity"])
+    raw = read_lines(child, request.form, spec["lines"], field.spec.get("link_field", entity.key))
+    lines = []
+    for values in raw:
+        line = {}
+        for key, value in values.items():
+            fld = child.fields.get(key)
+            try:
+                line[key] = fld.field_type.coerce(fld, value) if fld else None
+            except FieldValueError:
+                line[key] = None  # the field shows its error when the form is saved
+        lines.append(line)
+    currency = (request.form.get(spec.get("currency", "")) or
+                kervan().settings.currencies[0]).upper()
+    try:
+        discount = entity.fields[spec["document_discount"]].field_type.coerce(
+            entity.fields[spec["document_discount"]],
+            request.form.get(spec["document_discount"])) if spec.get("document_discount") \
+            else None
+    except FieldValueError:
+        discount = None
+    totals = compute(lines, spec, discount, currency)
+    from .display import format_money
+
+    return jsonify({
+        "lines": [format_money(v, currency) for v in totals.line_totals],
+        "subtotal": format_money(totals.subtotal, currency),
+        "discount_total": format_money(totals.discount_total, currency),
+        "vat_total": format_money(totals.vat_total, currency),
+        "grand_total": format_money(totals.grand_total, currency),
+        "rates": [{"rate": str(r.rate), "base": format_money(r.base, currency),
+                   "vat": format_money(r.vat, currency)} for r in totals.rates]})

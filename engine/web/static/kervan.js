@@ -157,3 +157,34 @@
     }
   }
 })();
+
+// Live totals of a lined document: the server computes them with the saving rules.
+(function () {
+  "use strict";
+  var panel = document.querySelector(".kv-live-totals");
+  if (!panel) return;
+  var form = panel.closest("form"), timer = null;
+  function refresh() {
+    var data = new FormData(form);
+    fetch(panel.dataset.url, {method: "POST", body: data, credentials: "same-origin",
+                              headers: {"X-CSRFToken": data.get("csrf_token")}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (totals) {
+        if (!totals) return;
+        ["subtotal", "discount_total", "vat_total", "grand_total"].forEach(function (part) {
+          var cell = panel.querySelector('[data-total="' + part + '"]');
+          if (cell) cell.textContent = totals[part];
+        });
+        var rows = form.querySelectorAll(".kv-lines-editor tbody tr");
+        rows.forEach(function (row, index) {
+          var cell = row.querySelector('[data-computed]');
+          if (cell && totals.lines[index] !== undefined) cell.textContent = totals.lines[index];
+        });
+      });
+  }
+  form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 300); });
+  form.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(refresh, 100); });
+  form.addEventListener("click", function (ev) {
+    if (ev.target.closest(".kv-remove-line")) setTimeout(refresh, 50);
+  });
+})();
