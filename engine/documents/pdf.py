@@ -106,9 +106,14 @@ def print_context(kervan, entity_key: str, record_id: int, actor: Actor, languag
     record = kervan.records.get(entity.key, record_id, actor=actor)
     customer_entity = None
     customer = {}
+    hidden = kervan.permissions.field_access(actor, entity).hidden
     if spec.get("customer") and record.get(spec["customer"]):
         customer_entity = kervan.model.entity(entity.fields[spec["customer"]].target)
-        customer = kervan.records.get(customer_entity.key, record[spec["customer"]])
+        try:
+            customer = kervan.records.get(customer_entity.key, record[spec["customer"]],
+                                          actor=actor, with_lines=False)
+        except RecordError:  # printed with its name only when the user may not read it
+            customer = {"id": record[spec["customer"]]}
     totals, lines, line_entity = None, [], None
     if entity.totals_spec:
         tspec = entity.totals_spec
@@ -136,6 +141,7 @@ def print_context(kervan, entity_key: str, record_id: int, actor: Actor, languag
 
     owner = kervan.users.get(record["owner"]) if record.get("owner") else None
     return {
+        "shown": lambda part: (entity.totals_spec or {}).get(part) not in hidden,
         "lang": language, "rtl": language == "fa", "entity": entity, "record": record,
         "spec": spec, "title": text(spec.get("title")) or text(entity.label),
         "customer": customer, "customer_entity": customer_entity,

@@ -109,6 +109,10 @@ class RecordService:
         with _reader(self.kervan.db, conn) as c:
             record = self._row_to_record(entity, self._load_row(c, entity, record_id))
             self.permissions.require_record(actor, entity, "read", record)
+            parent = self._parent_link(entity)
+            if parent and not actor.is_system and record.get(parent[1]) is not None:
+                # a line is readable when its document is
+                self.get(parent[0], record[parent[1]], conn=c, with_lines=False, actor=actor)
             if with_lines:
                 for key, field in entity.child_tables.items():
                     record[key] = self._lines(c, entity, field, record_id)
@@ -152,6 +156,21 @@ class RecordService:
                 c, entity, table, request,
                 lambda row: self.visible(actor, entity, self._row_to_record(entity, row)),
                 scope=scope, hidden=hidden)
+
+    def readable_ids(self, entity_key: str, ids, actor: Actor) -> set[int]:
+        """Which of these records the actor may read now (for recent lists, favourites)."""
+        entity = self.model.entities.get(entity_key)
+        wanted = sorted({int(i) for i in ids})
+        if entity is None or not wanted or \
+                self.permissions.scope(actor, entity, "read") == "none":
+            return set()
+        table = self.table(entity)
+        stmt = sa.select(table.c.id).where(table.c.id.in_(wanted))
+        scope = self.permissions.row_condition(actor, entity, table)
+        if scope is not None:
+            stmt = stmt.where(scope)
+        with self.kervan.db.connect() as conn:
+            return set(conn.execute(stmt).scalars())
 
     def history(self, entity_key: str, record_id: int, actor: Actor = SYSTEM) -> list[dict]:
         """The audit trail of a record the actor may read, without hidden fields."""
@@ -369,10 +388,10 @@ class RecordService:
         """Delete for good, unless the entity's policy forbids it or records link to it."""
         entity = self.entity(entity_key)
         record_id = _as_id(entity, record_id)
+        self.permissions.require(actor, entity, "delete")
         if entity.delete_policy == "never":
             raise DeleteRefused(f"{entity.label['en']} records are never deleted; archive or "
                                 f"cancel it instead")
-        self.permissions.require(actor, entity, "delete")
         with self.transaction(conn) as c:
             snapshot = self.get(entity.key, record_id, conn=c)
             self.permissions.require_record(actor, entity, "delete", snapshot)
@@ -400,6 +419,16 @@ class RecordService:
                               self._now(), old=self.to_json(entity.key, snapshot))
 
     # -- helpers ----------------------------------------------------------------
+    def _parent_link(self, entity: Entity) -> tuple[str, str] | None:
+        """(parent entity, link field) of a line entity such as quote_line."""
+        if not entity.child_of:
+            return None
+        parent = self.model.entity(entity.child_of)
+        for field in parent.child_tables.values():
+            if field.spec["entity"] == entity.key:
+                return parent.key, field.spec.get("link_field", parent.key)
+        return None
+
     def _team_of(self, conn, owner: int | None, actor: Actor) -> int | None:
         """A record belongs to its owner's (first) team, so team scopes follow assignment."""
         if owner is None or owner == actor.user_id:

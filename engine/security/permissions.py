@@ -96,12 +96,24 @@ class Permissions:
             return None
         if scope == "none" or actor.user_id is None:
             return sa.false()
-        if entity.child_of:
-            return None  # lines are reached through a parent already checked
+        if entity.child_of:  # lines follow their document: only lines of readable parents
+            return self._child_condition(actor, entity, table, action)
         own = sa.or_(table.c.owner == actor.user_id, table.c.created_by == actor.user_id)
         if scope == "own":
             return own
         return sa.or_(own, table.c.team.in_(sorted(actor.team_ids))) if actor.team_ids else own
+
+    def _child_condition(self, actor, entity, table, action):
+        parent = self.model.entity(entity.child_of)
+        link = next((f.spec.get("link_field", parent.key) for f in parent.child_tables.values()
+                     if f.spec["entity"] == entity.key), parent.key)
+        from engine.storage.tables import build_tables
+
+        parent_table = build_tables(self.model).tables[parent.table_name]
+        condition = self.row_condition(actor, parent, parent_table, action)
+        if condition is None:
+            return None
+        return table.c[link].in_(sa.select(parent_table.c.id).where(condition))
 
     def allows_record(self, actor: Actor, entity: Entity, action: str, record: dict) -> bool:
         scope = self.scope(actor, entity, action)

@@ -309,8 +309,10 @@ def _build_tables(model: Model) -> sa.MetaData:
     metadata = sa.MetaData()
     system_tables(metadata)
     for entity in model.entities.values():
+        # AUTOINCREMENT: SQLite must never hand a deleted record's id (and history) to a new one
         table = sa.Table(entity.table_name, metadata,
-                         *[column for column, _ in entity_columns(entity)])
+                         *[column for column, _ in entity_columns(entity)],
+                         sqlite_autoincrement=True)
         entity_indexes(entity, table)  # an Index built on table columns attaches itself
     return metadata
 

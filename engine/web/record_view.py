@@ -268,9 +268,11 @@ def recent_records(actor: Actor, limit: int = 10) -> list[tuple[Entity, int, str
                             .order_by(table.c.viewed_at.desc()).limit(limit * 2)).all()
     titles = Titles()
     out = []
+    readable = {key: k.records.readable_ids(key, [r for e, r in rows if e == key], actor)
+                for key in {e for e, _ in rows}}
     for entity_key, record_id in rows:
         entity = k.model.entities.get(entity_key)
-        if entity is None:
+        if entity is None or record_id not in readable.get(entity_key, ()):
             continue
         titles.load(entity_key, [record_id])
         title = titles.title(entity_key, record_id)

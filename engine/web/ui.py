@@ -207,6 +207,7 @@ def create(entity_key: str):
     try:
         attach_uploads(entity, values, actor)
         created = kervan().records.create(entity.key, values, actor=actor)
+        claim_uploads(entity, created)
     except ValidationFailed as exc:
         return _form_page(entity, None, _echo(entity, values), exc.fields, 422)
     flash(_("%(entity)s “%(title)s” created.", entity=text_in(entity.label),
@@ -231,6 +232,7 @@ def edit(entity_key: str, record_id: int):
         attach_uploads(entity, values, actor)
         updated = kervan().records.update(entity.key, record_id, values,
                                           version=request.form.get("version"), actor=actor)
+        claim_uploads(entity, updated)
     except ValidationFailed as exc:
         return _form_page(entity, record, {**record, **_echo(entity, values)}, exc.fields, 422)
     except RecordError as exc:
@@ -323,6 +325,19 @@ def local_input(value) -> str:
     if isinstance(value, dt.datetime):
         return local_time(value).strftime("%Y-%m-%dT%H:%M")
     return value or ""
+
+
+def claim_uploads(entity: Entity, record: dict) -> None:
+    """Files chosen in a form belong to the saved record, and follow its permissions."""
+    table = kervan().tables.tables["kv_file"]
+    ids = {key: record.get(key) for key, f in entity.user_fields.items()
+           if f.type == "attachment" and record.get(key)}
+    if not ids:
+        return
+    with kervan().records.transaction() as conn:
+        for key, file_id in ids.items():
+            conn.execute(table.update().where(table.c.id == file_id, table.c.entity.is_(None))
+                         .values(entity=entity.key, record_id=record["id"], field=key))
 
 
 def attach_uploads(entity: Entity, values: dict, actor) -> None:

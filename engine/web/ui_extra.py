@@ -147,9 +147,11 @@ def favourite_records(actor) -> list[tuple[Entity, int, str]]:
                             .order_by(table.c.created_at.desc()).limit(20)).all()
     titles = Titles()
     out = []
+    readable = {key: kervan().records.readable_ids(key, [r for e, r in rows if e == key], actor)
+                for key in {e for e, _ in rows}}
     for entity_key, record_id in rows:
         entity = kervan().model.entities.get(entity_key)
-        if entity is not None:
+        if entity is not None and record_id in readable.get(entity_key, ()):
             out.append((entity, record_id, titles.title(entity_key, record_id)))
     return out
 
@@ -183,7 +185,7 @@ def search():
 def lookup(entity_key: str):
     """Search-as-you-type for link pickers: [{id, title}] the user may read."""
     entity = kervan().model.entities.get(entity_key)
-    if entity is None:
+    if entity is None or entity.child_of:  # lines are reached through their document
         abort(404)
     text = request.args.get("q", "").strip()
     req = ListRequest(search=text or None, size=15, count=False,
@@ -368,12 +370,14 @@ def _file_row(file_id: int):
         row = conn.execute(sa.select(table).where(table.c.id == file_id)).mappings().first()
     if row is None:
         abort(404)
+    actor = current_actor()
     if row["entity"]:
         entity = kervan().model.entities.get(row["entity"])
         if entity is None:
             abort(404)
-        kervan().records.get(entity.key, row["record_id"], actor=current_actor(),
-                             with_lines=False)
+        kervan().records.get(entity.key, row["record_id"], actor=actor, with_lines=False)
+    elif row["created_by"] != actor.user_id and not kervan().permissions.is_admin(actor):
+        abort(404)  # not yet attached to a record: only its uploader sees it
     return row
 
 
