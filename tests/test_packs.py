@@ -374,7 +374,7 @@ def test_pack_dry_run_install_uninstall_reinstall(kervan, name):
     assert "create table" in text and stage_line in text
     assert {(m.entity, m.record_id): m.new for m in plan.moves} == expected
     for move_ in plan.moves:
-        assert f"{move_.entity} #{move_.record_id} {move_.title!r}: {move_.old} → {move_.new}" \
+        assert f"{move_.entity} #{move_.record_id} “{move_.title}”: {move_.old} → {move_.new}" \
             in text
     assert everything(k) == before
     assert entity_tables(k) == base_columns
