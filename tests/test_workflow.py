@@ -4,6 +4,7 @@ conversion with duplicates, stage history, renamed stages, and the lifecycle job
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -215,3 +216,21 @@ def test_overdue_tasks_and_late_project_stages_are_found(api, crm):
                                 "due_date": (dt.date.today() + dt.timedelta(days=1)).isoformat()})
     overdue = api("GET", "/task?due_date__lt=$today&status__category=planned,active").get_json()
     assert [t["id"] for t in overdue["data"]] == [late["id"]]
+
+
+def test_won_deal_notifies_operations_in_the_app(crm, csrf_free_app):
+    from .conftest import sign_in
+
+    crm.users.create("zeynep", "Kervan-2026!", ["operations"], full_name="Zeynep Ops")
+    account = crm.records.create("account", {"name": "Bildirim", "kind": "individual"})
+    opp = crm.records.create("opportunity", {"name": "Büyük iş", "account": account["id"],
+                                             "amount": "10"})
+    crm.workflow.transition("opportunity", opp["id"], "won",
+                            crm.users.actor(crm.users.by_username("admin")))
+    client = sign_in(csrf_free_app.test_client(), "zeynep")
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-testid="unread">1<' in page and "Deal won: Büyük iş" in page
+    note = re.search(r'href="/notifications/(\d+)"', page).group(1)
+    opened = client.get(f"/notifications/{note}")
+    assert opened.location.endswith(f"/opportunity/{opp['id']}")
+    assert 'data-testid="unread"' not in client.get("/").get_data(as_text=True)

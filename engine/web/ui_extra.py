@@ -403,3 +403,41 @@ def delete_file(file_id: int):
     flash(_("File deleted."), "success")
     return redirect(url_for("ui.detail", entity_key=entity.key, record_id=row["record_id"],
                             tab="files"))
+
+
+@bp.app_template_global()
+def notifications() -> dict:
+    """The signed-in user's latest notifications (deal won, task assigned…)."""
+    from .display import format_datetime
+
+    actor = current_actor()
+    table = kervan().tables.tables["kv_notification"]
+    with kervan().db.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.user_id == actor.user_id)
+                            .order_by(table.c.id.desc()).limit(8)).mappings().all()
+        unread = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+            table.c.user_id == actor.user_id, table.c.read_at.is_(None))).scalar_one()
+    items = [{"id": r["id"], "message": r["message"], "read_at": r["read_at"],
+              "when": format_datetime(r["created_at"] if r["created_at"].tzinfo else
+                                      r["created_at"].replace(tzinfo=dt.UTC))} for r in rows]
+    return {"entries": items, "unread": unread}
+
+
+@bp.get("/notifications/<int:note_id>")
+@login_required
+def open_notification(note_id: int):
+    """Mark a notification read and open the record it is about."""
+    table = kervan().tables.tables["kv_notification"]
+    actor = current_actor()
+    with kervan().records.transaction() as conn:
+        row = conn.execute(sa.select(table).where(table.c.id == note_id,
+                                                  table.c.user_id == actor.user_id)
+                           ).mappings().first()
+        if row is None:
+            abort(404)
+        conn.execute(table.update().where(table.c.id == note_id)
+                     .values(read_at=dt.datetime.now(dt.UTC)))
+    if row["entity"] and row["record_id"] and row["entity"] in kervan().model.entities:
+        return redirect(url_for("ui.detail", entity_key=row["entity"],
+                                record_id=row["record_id"]))
+    return redirect(url_for("ui_extra.dashboard"))
