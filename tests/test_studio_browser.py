@@ -96,3 +96,69 @@ def test_an_invalid_change_is_refused_with_the_reason_and_changes_nothing(page, 
     expect(errors).to_contain_text("links to entity 'nowhere', which does not exist")
     screenshot(page, "studio-refused")
     assert crm.studio.revisions() == []
+
+
+def test_admin_edits_columns_stages_series_and_permissions(page, crm):
+    browser_sign_in(page, "admin")
+    page.goto("/studio/opportunity")
+
+    layout = page.get_by_test_id("layout-form")
+    layout.locator("[name=columns]").fill("name, account, stage, amount")
+    layout.locator(".kv-build").click()
+    expect(page.get_by_test_id("diff")).to_contain_text("-    - probability")
+    page.get_by_test_id("message").fill("Shorter opportunity list")
+    page.get_by_test_id("apply").click()
+    page.wait_for_url("**/studio/revisions")
+
+    page.goto("/studio/opportunity")
+    stages = page.get_by_test_id("stages-form")
+    stages.locator("[name=new_key]").fill("contract")
+    stages.locator("[name=new_en]").fill("Contract signed")
+    stages.locator("[name=new_tr]").fill("Sözleşme imzalandı")
+    stages.locator("[name=new_category]").select_option("open")
+    stages.locator("[name=requires-negotiation]").fill("amount, expected_close_date")
+    stages.locator(".kv-build").click()
+    expect(page.get_by_test_id("diff")).to_contain_text("contract")
+    page.get_by_test_id("message").fill("Contract stage")
+    page.get_by_test_id("apply").click()
+    page.wait_for_url("**/studio/revisions")
+    page.goto("/opportunity/kanban")
+    expect(page.get_by_test_id("column-contract")).to_contain_text("Contract signed")
+    page.goto("/opportunity/")
+    headers = page.locator("table thead th")
+    expect(headers).to_have_count(4)
+
+    page.goto("/studio/quote")
+    series = page.get_by_test_id("series-form").first
+    series.locator("[name=pattern]").fill("TK-{YYYY}-{#####}")
+    series.locator(".kv-build").click()
+    page.get_by_test_id("message").fill("Longer quote numbers")
+    page.get_by_test_id("apply").click()
+    page.wait_for_url("**/studio/revisions")
+
+    page.goto("/studio/product")
+    roles = page.get_by_test_id("roles-form")
+    roles.locator("select[name=sales-create]").select_option("all")
+    roles.locator(".kv-build").click()
+    expect(page.get_by_test_id("diff")).to_contain_text("create: all")
+    page.get_by_test_id("message").fill("Sales may add products")
+    page.get_by_test_id("apply").click()
+    page.wait_for_url("**/studio/revisions")
+    screenshot(page, "studio-four-revisions")
+
+    crm.refresh()
+    ayse = crm.users.actor(crm.users.by_username("ayse"))
+    assert crm.permissions.scope(ayse, crm.model.entity("product"), "create") == "all"
+    assert [s.pattern for s in crm.model.entity("quote").series] == ["TK-{YYYY}-{#####}"]
+    account = crm.records.create("account", {"name": "Sözleşme", "kind": "individual"})
+    opp = crm.records.create("opportunity", {"name": "Yeni aşama", "account": account["id"],
+                                             "amount": "5"})
+    from engine.records import ValidationFailed
+
+    try:
+        crm.workflow.transition("opportunity", opp["id"], "negotiation",
+                                crm.users.actor(crm.users.by_username("admin")))
+    except ValidationFailed as exc:
+        assert "expected_close_date" in exc.fields
+    else:
+        raise AssertionError("the new requirement was not enforced")
