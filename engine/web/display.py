@@ -170,7 +170,9 @@ class Titles:
         self._users: dict[int, str] | None = None
 
     def load(self, entity_key: str, ids) -> None:
-        wanted = {i for i in ids if i is not None and (entity_key, i) not in self._titles}
+        # ids may come from a query string (`?account=5`): only whole numbers are looked up
+        ids = {int(i) for i in ids if i is not None and str(i).isdigit()}
+        wanted = {i for i in ids if (entity_key, i) not in self._titles}
         if not wanted:
             return
         k = kervan()
@@ -192,8 +194,9 @@ class Titles:
                 self.load(fld.target, [r.get(key) for r in rows])
 
     def title(self, entity_key: str, record_id: int | None) -> str:
-        if record_id is None:
+        if record_id is None or not str(record_id).isdigit():
             return ""
+        record_id = int(record_id)
         if (entity_key, record_id) not in self._titles:
             self.load(entity_key, [record_id])
         return self._titles.get((entity_key, record_id), f"#{record_id}")
