@@ -104,3 +104,17 @@ def test_lines_in_another_currency_are_refused(crm):
                                          {"description": "X", "quantity": 1,
                                           "unit_price": {"amount": "10", "currency": "TRY"}}]})
     assert caught.value.fields == {"lines.0.unit_price": "is in TRY but the document is in EUR"}
+
+
+def test_customer_open_balance_follows_invoices_and_payments(crm):
+    account = crm.records.create("account", {"name": "Bakiye Ltd.", "kind": "individual"})
+    invoice = crm.records.create("invoice", {
+        "account": account["id"], "currency": "try", "invoice_date": "2026-10-01",
+        "lines": [{"description": "Hizmet", "quantity": 1, "unit_price": "1000",
+                   "vat_rate": "20"}]})
+    assert crm.records.get("account", account["id"])["open_balance"]["amount"] == \
+        Decimal("1200.00")
+    crm.records.create("payment", {"invoice": invoice["id"], "account": account["id"],
+                                   "amount": "200", "payment_date": "2026-10-05"})
+    assert crm.records.get("account", account["id"])["open_balance"]["amount"] == \
+        Decimal("1000.00")

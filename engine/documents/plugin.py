@@ -58,6 +58,11 @@ class DocumentTotals:
                                                                 currency)))
         table = records.table(entity)
         connection.execute(sa.update(table).where(table.c.id == record["id"]).values(values))
+        for other in kervan.model.entities.values():
+            for field_ in other.user_fields.values():
+                rollup = field_.spec.get("rollup")
+                if rollup and rollup["entity"] == entity.key and record.get(rollup["link"]):
+                    refresh_rollup(kervan, connection, other, field_, record[rollup["link"]])
 
 
 class Rollups:
@@ -111,3 +116,12 @@ def refresh_rollup(kervan, connection, target, field, target_id: int) -> None:
             "amount": grand - (total or 0), "currency": currency}))
     connection.execute(sa.update(target_table).where(target_table.c.id == target_id)
                        .values(values))
+    # a rollup of a rollup (an account's open balance sums its invoices' balances)
+    for other in kervan.model.entities.values():
+        for field_ in other.user_fields.values():
+            spec_ = field_.spec.get("rollup")
+            if spec_ and spec_["entity"] == target.key:
+                parent_id = connection.execute(sa.select(target_table.c[spec_["link"]]).where(
+                    target_table.c.id == target_id)).scalar()
+                if parent_id is not None:
+                    refresh_rollup(kervan, connection, other, field_, parent_id)
