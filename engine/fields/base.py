@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ class StorageColumn:
     unique: bool = False
 
 
-class FieldType:
+class FieldType(ABC):
     """Base class: a field type stores, coerces and serialises values.
 
     Field types are registered through the ``register_field_types`` plugin hook,
@@ -50,9 +51,9 @@ class FieldType:
     #: properties this type needs
     required_properties: frozenset[str] = frozenset()
 
+    @abstractmethod
     def columns(self, field: Field) -> list[StorageColumn]:
         """The columns this field needs; the first is its main column."""
-        raise NotImplementedError(f"field type {self.name} must declare its columns")
 
     def coerce(self, field: Field, value: Any) -> Any:
         """Turn user input into the Python value stored; raise FieldValueError."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from abc import abstractmethod
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -517,8 +518,9 @@ class ReferenceType(FieldType):
         return [StorageColumn(field.key, sa.BigInteger(), f"ref:{self.reference_target(field)}",
                               index=True)]
 
+    @abstractmethod
     def reference_target(self, field) -> str:
-        raise NotImplementedError
+        """The table the stored id points into."""
 
     def coerce(self, field, value):
         if value is None or value == "":
