@@ -45,17 +45,33 @@ def pg_database():
         admin.dispose()
 
 
-@pytest.fixture
-def database_url(tmp_path, pg_database):
-    """A clean database for one test."""
+def clean_database(folder: Path, pg_database: str | None) -> str:
+    """An empty database: a new SQLite file in `folder`, or the run's PostgreSQL, emptied."""
     if pg_database is None:
-        return f"sqlite:///{tmp_path / 'kervan.db'}"
+        return f"sqlite:///{folder / 'kervan.db'}"
     engine = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.exec_driver_sql("DROP SCHEMA public CASCADE")
         conn.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
     return pg_database
+
+
+def module_crm(folder: Path, pg_database: str | None, **options) -> Kervan:
+    """The base CRM migrated into a database of its own, for a module's shared world."""
+    options.setdefault("timezone", "Europe/Istanbul")
+    kervan = Kervan(Settings.from_env(instance=folder / "instance",
+                                      database_url=clean_database(folder, pg_database),
+                                      base_metadata=BASE_METADATA, metadata=[],
+                                      secret_key="test", **options))
+    sync_schema(kervan.db, kervan.model)
+    return kervan
+
+
+@pytest.fixture
+def database_url(tmp_path, pg_database):
+    """A clean database for one test."""
+    return clean_database(tmp_path, pg_database)
 
 
 @pytest.fixture

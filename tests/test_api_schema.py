@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -15,11 +14,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from engine.app import create_app
-from engine.config import Settings
-from engine.runtime import Kervan
-from engine.storage.schema_sync import sync_schema
 
-from .conftest import BASE_METADATA, PASSWORD
+from .conftest import PASSWORD, module_crm
 
 #: The issue's bar: no server errors, and responses as documented.  A 400 for a query the
 #: schema cannot fully describe (a damaged cursor, an unsortable field) is a documented answer.
@@ -29,18 +25,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def api_app(tmp_path_factory, pg_database):
-    folder = tmp_path_factory.mktemp("schemathesis")
-    url = pg_database or f"sqlite:///{folder / 'kervan.db'}"
-    if pg_database:
-        engine = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-        engine.dispose()
-    kervan = Kervan(Settings.from_env(instance=folder / "instance", database_url=url,
-                                      base_metadata=BASE_METADATA, metadata=[],
-                                      secret_key="test"))
-    sync_schema(kervan.db, kervan.model)
+    kervan = module_crm(tmp_path_factory.mktemp("schemathesis"), pg_database)
     admin = kervan.users.create("admin", PASSWORD, ["admin"])
     account = kervan.records.create("account", {"name": "Şema A.Ş.", "kind": "individual"})
     kervan.records.create("lead", {"full_name": "Schema Lead", "source": "other",

@@ -28,20 +28,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 import yaml
 from werkzeug.datastructures import MultiDict
 
 from engine.app import create_app
-from engine.config import Settings
 from engine.query.params import parse_list_args
 from engine.records import SYSTEM, DeleteRefused, NotFound, ValidationFailed
 from engine.runtime import Kervan
 from engine.security.permissions import PermissionDenied
 from engine.security.users import MAX_FAILURES
-from engine.storage.schema_sync import sync_schema
 
-from .conftest import BASE_METADATA, PASSWORD, sign_in
+from .conftest import BASE_METADATA, PASSWORD, module_crm, sign_in
 
 # -- what the metadata says, read independently of the engine ----------------------------
 
@@ -206,18 +203,8 @@ def ident(entity, record: dict) -> str:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pg_database):
-    folder = tmp_path_factory.mktemp("permission_matrix")
-    url = pg_database or f"sqlite:///{folder / 'kervan.db'}"
-    if pg_database:
-        engine = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-        engine.dispose()
-    kervan = Kervan(Settings.from_env(instance=folder / "instance", database_url=url,
-                                      base_metadata=BASE_METADATA, metadata=[],
-                                      secret_key="test", timezone=ZONE.key))
-    sync_schema(kervan.db, kervan.model)
+    kervan = module_crm(tmp_path_factory.mktemp("permission_matrix"), pg_database,
+                        timezone=ZONE.key)
     app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False}, kervan=kervan)
     world = World(kervan=kervan, app=app)
     people = {role_user(role): ([role], TEAM) for role in ROLES}

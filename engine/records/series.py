@@ -38,20 +38,7 @@ def next_number(conn: sa.Connection, series: Series, when: dt.datetime) -> str:
     insert gives its number back (gapless); PostgreSQL's row lock and SQLite's
     BEGIN IMMEDIATE make concurrent writers wait their turn (unique).
     """
-    period = period_of(series, when)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(_COUNTER)
-        .values(series=series.key, period=period, last_value=series.start - 1)
-        .on_conflict_do_nothing()
-    )
-    value = conn.execute(
-        sa.update(_COUNTER)
-        .where(_COUNTER.c.series == series.key, _COUNTER.c.period == period)
-        .values(last_value=_COUNTER.c.last_value + 1)
-        .returning(_COUNTER.c.last_value)
-    ).scalar_one()
-    return format_number(series.pattern, when, value)
+    return next_numbers(conn, series, when, 1)[0]
 
 
 def next_numbers(conn: sa.Connection, series: Series, when: dt.datetime, count: int) -> list[str]:

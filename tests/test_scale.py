@@ -1,0 +1,166 @@
+"""The scale benchmark, small: a few thousand records through the bulk path, then the number
+of queries a screen needs must not grow with what it shows (no N+1), and walking a list page
+by page through the keyset cursor must meet every record exactly once, in order.
+
+Timings live in the benchmark (`python -m bench.run`, docs/performance.md), not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from bench.data import Generator, Owner
+from bench.probe import SqlRecorder, queries
+
+from .conftest import sign_in
+
+LEADS, ACCOUNTS, OPPORTUNITIES, TASKS = 2000, 60, 300, 300
+UNIQUE_EMAIL = "sevgi.yalin.unique@kervan.test"
+
+
+@pytest.fixture
+def scale(crm):
+    """The base CRM with generated accounts, leads, opportunities and tasks, and two leads
+    whose conversion tab lists one and ten opportunities (each of another customer)."""
+    users = {u.username: u for u in crm.users.all()}
+    admin = crm.users.actor(users["admin"])
+    owners = [Owner(users[name].id, crm.users.actor(users[name]).team_id, weight)
+              for name, weight in (("ayse", 3.0), ("reza", 2.0), ("admin", 1.0))]
+    now = dt.datetime.now(dt.UTC)
+    gen = Generator(owners, now - dt.timedelta(days=3 * 365), now, seed=11)
+    bulk = crm.records.bulk_create
+    # small batches: every batch shares one creation moment, so sorts meet many ties
+    accounts = bulk("account", [gen.account() for _ in range(ACCOUNTS)], actor=admin)
+    leads = bulk("lead", [gen.lead() for _ in range(LEADS)] + [
+        {"full_name": "Sevgi Yalın", "email": UNIQUE_EMAIL, "source": "referral"}],
+        actor=admin, batch_size=300)
+    opportunities = [gen.opportunity(accounts, leads) for _ in range(OPPORTUNITIES)]
+    for row in opportunities:
+        row.pop("lead", None)
+    few, many = leads[0], leads[1]
+    opportunities.append({"name": "Tek fırsat", "lead": few, "account": accounts[0]})
+    opportunities += [{"name": f"Fırsat {i}", "lead": many, "account": accounts[i]}
+                      for i in range(10)]
+    opportunity_ids = bulk("opportunity", opportunities, actor=admin)
+    bulk("task", [gen.task(accounts, opportunity_ids, leads) for _ in range(TASKS)],
+         actor=admin)
+    small = bulk("account", [gen.account()], actor=admin)[0]  # nothing links to it
+    crm.scale = {"few": few, "many": many, "big_customer": accounts[0], "small_customer": small}
+    return crm
+
+
+@pytest.fixture
+def recorder(scale):
+    return SqlRecorder(scale.db)
+
+
+@pytest.fixture
+def api(scale):
+    from engine.app import create_app
+
+    token = scale.users.create_token(scale.users.by_username("admin"))
+    client = create_app({"TESTING": True}, kervan=scale).test_client()
+
+    def get(path: str):
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        return response
+
+    return get
+
+
+@pytest.fixture
+def browser(scale):
+    from engine.app import create_app
+
+    client = sign_in(create_app({"TESTING": True, "WTF_CSRF_ENABLED": False},
+                                kervan=scale).test_client(), "admin")
+
+    def get(path: str):
+        response = client.get(path)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        return response
+
+    return get
+
+
+def count_queries(recorder: SqlRecorder, get, path: str) -> int:
+    get(path)  # a first visit may warm caches; the second is what every visit costs
+    with recorder.capture() as statements:
+        get(path)
+    return len(queries(statements))
+
+
+# -- no N+1 ------------------------------------------------------------------------------------
+def test_a_list_costs_the_same_queries_for_10_or_100_rows(recorder, api, browser):
+    for entity in ("lead", "opportunity", "task"):  # opportunities show their customer
+        json_10 = count_queries(recorder, api, f"/api/v1/{entity}?_size=10")
+        json_100 = count_queries(recorder, api, f"/api/v1/{entity}?_size=100")
+        html_10 = count_queries(recorder, browser, f"/{entity}/?_size=10")
+        html_100 = count_queries(recorder, browser, f"/{entity}/?_size=100")
+        assert json_10 == json_100 <= 8, entity
+        assert html_10 == html_100 <= 12, entity
+
+
+def test_a_search_costs_the_same_queries_for_one_hit_or_many(recorder, api, browser):
+    one = api(f"/api/v1/lead?q={UNIQUE_EMAIL}").get_json()["data"]
+    many = api("/api/v1/lead?q=gmail.com&_size=100").get_json()["data"]
+    assert len(one) == 1 and len(many) == 100
+    assert count_queries(recorder, api, f"/api/v1/lead?q={UNIQUE_EMAIL}") == \
+        count_queries(recorder, api, "/api/v1/lead?q=gmail.com&_size=100") <= 8
+    assert count_queries(recorder, browser, f"/search?q={UNIQUE_EMAIL}&_format=json") == \
+        count_queries(recorder, browser, "/search?q=gmail.com&_format=json")
+
+
+def test_a_detail_page_costs_the_same_queries_for_a_small_or_big_customer(scale, recorder,
+                                                                         browser):
+    small, big = scale.scale["small_customer"], scale.scale["big_customer"]
+    for tab in ("general", "opportunities", "activities"):
+        assert count_queries(recorder, browser, f"/account/{small}?tab={tab}") == \
+            count_queries(recorder, browser, f"/account/{big}?tab={tab}")
+
+
+@pytest.mark.xfail(strict=True, reason="N+1: each related row's link (the opportunity's "
+                   "customer) is titled with a query of its own; see docs/performance.md")
+def test_a_related_tab_costs_the_same_queries_for_1_or_10_rows(scale, recorder, browser):
+    few, many = scale.scale["few"], scale.scale["many"]
+    assert count_queries(recorder, browser, f"/lead/{few}?tab=conversion") == \
+        count_queries(recorder, browser, f"/lead/{many}?tab=conversion")
+
+
+# -- keyset pages ----------------------------------------------------------------------------
+SORTS = ["-created_at", "created_at", "full_name", "-full_name", "company", "-estimated_value",
+         "stage", "-stage,full_name", "owner", "-updated_at"]
+
+
+def test_keyset_pages_meet_every_lead_once_in_order(scale, api):
+    for sort in SORTS:
+        seen, cursor, pages = [], None, 0
+        while True:
+            path = f"/api/v1/lead?_sort={sort}&_size=97"
+            body = api(path + (f"&_next={cursor}" if cursor else "")).get_json()
+            seen += [r["id"] for r in body["data"]]
+            pages += 1
+            cursor = body["next"]
+            if not cursor:
+                break
+            assert pages < 100, f"sorted by {sort}: the cursor never ends"
+        assert len(seen) == len(set(seen)), f"sorted by {sort}: a record came twice"
+        assert seen == _database_order(scale, sort), \
+            f"sorted by {sort}: a record was skipped or out of order"
+
+
+def _database_order(kervan, sort: str) -> list[int]:
+    """Every live lead's id in the order the database itself gives for the sort (NULLs
+    last whichever the direction, ties broken by id in the first key's direction)."""
+    table = kervan.tables.tables["lead"]
+    keys = [k.strip() for k in sort.split(",")]
+    order = [(table.c[k.lstrip("-")].desc() if k.startswith("-") else
+              table.c[k.lstrip("-")].asc()).nulls_last() for k in keys]
+    order.append(table.c.id.desc() if keys[0].startswith("-") else table.c.id.asc())
+    with kervan.db.connect() as conn:
+        return list(conn.execute(sa.select(table.c.id).where(table.c.archived_at.is_(None))
+                                 .order_by(*order)).scalars())
