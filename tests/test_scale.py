@@ -102,7 +102,7 @@ def test_a_list_costs_the_same_queries_for_10_or_100_rows(recorder, api, browser
         html_10 = count_queries(recorder, browser, f"/{entity}/?_size=10")
         html_100 = count_queries(recorder, browser, f"/{entity}/?_size=100")
         assert json_10 == json_100 <= 8, entity
-        assert html_10 == html_100 <= 12, entity
+        assert html_10 == html_100 <= 14, entity  # the page frame (menu, bell) included
 
 
 def test_a_search_costs_the_same_queries_for_one_hit_or_many(recorder, api, browser):
@@ -123,8 +123,6 @@ def test_a_detail_page_costs_the_same_queries_for_a_small_or_big_customer(scale,
             count_queries(recorder, browser, f"/account/{big}?tab={tab}")
 
 
-@pytest.mark.xfail(strict=True, reason="N+1: each related row's link (the opportunity's "
-                   "customer) is titled with a query of its own; see docs/performance.md")
 def test_a_related_tab_costs_the_same_queries_for_1_or_10_rows(scale, recorder, browser):
     few, many = scale.scale["few"], scale.scale["many"]
     assert count_queries(recorder, browser, f"/lead/{few}?tab=conversion") == \

@@ -104,7 +104,7 @@ def build_detail(entity: Entity, record_id: int, actor: Actor, active: str | Non
                   sections=[[f for f in section if f not in hidden and f in entity.fields]
                             for section in spec.get("sections", [])])
         for ref in spec.get("related", []):
-            related = _related(entity, record, ref, actor)
+            related = _related(entity, record, ref, actor, titles)
             if related is not None:
                 tab.related.append(related)
         tabs.append(tab)
@@ -161,7 +161,8 @@ def record_actions(entity: Entity, record: dict, actor: Actor) -> list[dict]:
     return actions
 
 
-def _related(entity: Entity, record: dict, ref: str, actor: Actor) -> Related | None:
+def _related(entity: Entity, record: dict, ref: str, actor: Actor,
+             titles: Titles) -> Related | None:
     k = kervan()
     if related_problems(k.model, entity, ref):
         return None
@@ -177,6 +178,7 @@ def _related(entity: Entity, record: dict, ref: str, actor: Actor) -> Related | 
         return None  # a tab the user may not read is left out, not shown empty
     hidden = k.permissions.field_access(actor, other).hidden
     columns = [c for c in list_columns(other, hidden) if c.field.key != link.key][:5]
+    titles.load_rows(other, page.rows, [c.field.key for c in columns])  # one query per target
     label = text_in(other.plural)
     if link_key and sum(1 for f in other.fields.values()
                         if f.type == "link" and f.target == entity.key) > 1:
