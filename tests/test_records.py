@@ -223,3 +223,9 @@ def test_bulk_path_keeps_validation_series_and_audit(shop):
     with pytest.raises(ValidationFailed) as caught:
         shop.records.bulk_create("customer", dupes)
     assert caught.value.fields == {"1.tax_number": "'T1' is repeated (also in row 0)"}
+
+
+def test_an_unknown_owner_is_refused(shop):
+    with pytest.raises(ValidationFailed) as caught:
+        make_customer(shop, owner=987)
+    assert caught.value.fields == {"owner": "user #987 does not exist"}

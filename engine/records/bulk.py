@@ -55,7 +55,8 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
                 record[key] = default_value(field, actor, now, local.date())
         check_rules(entity, record, errors, prefix)
         records.append(record)
-    _check_references(service, conn, entity, records, errors, offset)
+    check_references(service, conn, entity, records, errors,
+                     lambda index, key: f"{offset + index}.{key}")
     _check_unique(service, conn, entity, records, errors, offset)
     if errors:
         shown = dict(list(errors.items())[:50])
@@ -105,15 +106,20 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
     return ids
 
 
-def _check_references(service, conn, entity, records, errors, offset) -> None:
-    for key, field in entity.user_fields.items():
+def check_references(service, conn, entity, records, errors, where) -> None:
+    """Link, user, team and file ids must exist: one query per field for all the records.
+
+    `where(index, key)` names the error's place (`3.account` in bulk, `account` for one).
+    """
+    for key, field in entity.fields.items():  # owner and team are checked too
         if field.type == "link":
             table = service.table(field.target)
         elif field.type in REFERENCE_TABLES:
             table = service.table(REFERENCE_TABLES[field.type])
         else:
             continue
-        wanted = {r[key] for r in records if r.get(key) is not None}
+        wanted = {r[key] for i, r in enumerate(records)
+                  if r.get(key) is not None and where(i, key) not in errors}
         if not wanted:
             continue
         found: set = set()
@@ -126,7 +132,7 @@ def _check_references(service, conn, entity, records, errors, offset) -> None:
             value = record.get(key)
             if value is not None and value not in found:
                 what = field.target or REFERENCE_TABLES[field.type].removeprefix("kv_")
-                errors.setdefault(f"{offset + index}.{key}", f"{what} #{value} does not exist")
+                errors.setdefault(where(index, key), f"{what} #{value} does not exist")
 
 
 def _check_unique(service, conn, entity, records, errors, offset) -> None:

@@ -31,9 +31,6 @@ from .values import check_rules, coerce_input, default_value, label
 if TYPE_CHECKING:
     from engine.runtime import Kervan
 
-REFERENCE_TABLES = {"user": "kv_user", "team": "kv_team", "attachment": "kv_file"}
-
-
 class RecordService:
     def __init__(self, kervan: Kervan):
         self.kervan = kervan
@@ -468,20 +465,11 @@ class RecordService:
 
     def _check_references(self, conn, entity: Entity, record: dict, errors: dict,
                           prefix: str) -> None:
-        for key, value in record.items():
-            field = entity.fields.get(key)
-            if value is None or field is None or f"{prefix}{key}" in errors:
-                continue
-            if field.type == "link":
-                table = self.table(field.target)
-            elif field.type in REFERENCE_TABLES:
-                table = self.table(REFERENCE_TABLES[field.type])
-            else:
-                continue
-            found = conn.execute(sa.select(table.c.id).where(table.c.id == value)).first()
-            if found is None:
-                what = field.target or REFERENCE_TABLES[field.type].removeprefix("kv_")
-                errors[f"{prefix}{key}"] = f"{what} #{value} does not exist"
+        from .bulk import check_references
+
+        given = {k: v for k, v in record.items() if k in entity.fields}
+        check_references(self, conn, entity, [given], errors,
+                         lambda _index, key: f"{prefix}{key}")
 
     def _check_unique(self, conn, entity: Entity, record: dict, record_id: int | None,
                       errors: dict, prefix: str) -> None:
