@@ -1,0 +1,123 @@
+"""Hand-written SQL: the floor each engine request is compared with.
+
+A floor statement returns the same rows as the engine (same filters, order and page size)
+written the way a person who knows the schema would write it: no NULLS LAST on columns
+that cannot be NULL, a row-value comparison for the keyset, only the conditions that
+matter.  Statements use `:name` parameters; values are made ready for the driver here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from engine.definitions.model import Entity
+from engine.fields.builtin import normalise_digits, phone_digits
+from engine.query.listing import COUNT_CAP
+
+#: System columns that are never NULL, so an index serves either direction as it is.
+NOT_NULL = {"id", "created_at", "updated_at", "version"}
+
+
+class Floor:
+    """Floor SQL for one database dialect."""
+
+    def __init__(self, dialect: str):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        self.dialect = dialect
+        module = sqlite if dialect == "sqlite" else postgresql
+        #: an identifier quoted when the database needs it (`case`, `order` are keywords)
+        self.q = module.dialect().identifier_preparer.quote
+
+    # -- values --------------------------------------------------------------------------
+    def value(self, value):
+        """A Python value as the driver stores it (SQLite keeps moments as text)."""
+        if self.dialect == "sqlite":
+            if isinstance(value, dt.datetime):
+                if value.tzinfo is not None:
+                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
+                return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+            if isinstance(value, dt.date):
+                return value.isoformat()
+            if isinstance(value, Decimal):
+                return float(value)
+            if isinstance(value, list | dict):
+                return json.dumps(value, ensure_ascii=False)
+            return value
+        if isinstance(value, list | dict):
+            from psycopg.types.json import Jsonb
+
+            return Jsonb(value)
+        return value
+
+    # -- pieces --------------------------------------------------------------------------
+    def like(self, column: str, name: str) -> str:
+        """Case-insensitive containment, as the engine's search writes it per database."""
+        if self.dialect == "sqlite":
+            return f"lower({column}) LIKE lower(:{name})"
+        return f"{column} ILIKE :{name}"
+
+    def order(self, entity: Entity, sort: str | None = None) -> str:
+        """ORDER BY for `field,-other`, with the id tiebreaker; NULLS LAST only where a
+        column can hold NULL (the engine's order: NULLs last in every direction)."""
+        spec = sort or entity.list_spec.get("default_sort") or "-created_at"
+        items = [p.strip() for p in spec.split(",") if p.strip()]
+        parts = []
+        for item in items:
+            fld = entity.fields[item.lstrip("-")]
+            column = fld.field_type.sort_column(fld)
+            direction = "DESC" if item.startswith("-") else "ASC"
+            nulls = "" if column in NOT_NULL else " NULLS LAST"
+            parts.append(f"{self.q(column)} {direction}{nulls}")
+        if not any(p.startswith("id ") for p in parts):  # the tiebreaker follows the first key
+            parts.append("id DESC" if items[0].startswith("-") else "id ASC")
+        return ", ".join(parts)
+
+    def search(self, entity: Entity, text: str) -> tuple[str, dict]:
+        """The engine's search semantics (contains, phones by digits), one OR per field."""
+        text = text.strip()
+        digits = phone_digits(text)
+        parts, params = [], {}
+        for key in entity.search_fields:
+            fld = entity.fields.get(key)
+            if fld is None or not fld.stored:
+                continue
+            if fld.type == "phone":
+                if digits and len(digits) >= 3:
+                    parts.append(f"{self.q(key + '__digits')} LIKE :digits")
+                    params["digits"] = f"%{digits}%"
+            elif fld.field_type.textual:
+                parts.append(self.like(self.q(key), "text"))
+                params["text"] = f"%{text}%"
+            elif fld.type == "integer" and normalise_digits(text).isdigit():
+                parts.append(f"{self.q(key)} = :number")
+                params["number"] = int(normalise_digits(text))
+        return "(" + " OR ".join(parts or ["1 = 0"]) + ")", params
+
+    # -- statements ----------------------------------------------------------------------
+    def page(self, table: str, where: str, order: str, size: int) -> str:
+        return (f"SELECT * FROM {self.q(table)} WHERE {where} ORDER BY {order} "
+                f"LIMIT {size + 1}")
+
+    def count(self, table: str, where: str) -> str:
+        """The capped count a list shows (“10,000+” beyond the cap)."""
+        return (f"SELECT count(*) FROM (SELECT 1 FROM {self.q(table)} WHERE {where} "
+                f"LIMIT {COUNT_CAP + 1}) AS capped")
+
+    def user_with_roles(self, source: str, key: str) -> str:
+        """Who is asking, with roles and teams, in one query (`source` holds `user_id`)."""
+        agg = "group_concat" if self.dialect == "sqlite" else "string_agg"
+        sep = "','"
+        return (f"SELECT u.id, u.username, u.full_name, u.language, u.active, "
+                f"(SELECT {agg}(r.role, {sep}) FROM kv_user_role r WHERE r.user_id = u.id) "
+                f"AS roles, (SELECT {agg}(CAST(t.team_id AS TEXT), {sep}) FROM kv_user_team t "
+                f"WHERE t.user_id = u.id) AS teams FROM {source} s JOIN kv_user u "
+                f"ON u.id = s.user_id WHERE s.token_hash = :{key} AND u.active")
+
+    def token_user(self) -> str:
+        return self.user_with_roles("kv_api_token", "token_hash") + " AND s.revoked_at IS NULL"
+
+    def session_user(self) -> str:
+        return self.user_with_roles("kv_session", "session_hash") + " AND s.ended_at IS NULL"
