@@ -125,7 +125,16 @@ def decode_cursor(token: str, columns) -> list:
 
 
 def keyset_after(columns, values) -> sa.ColumnElement[bool]:
-    """Rows after the given sort values, with NULLs sorted last in every direction."""
+    """Rows after the given sort values, with NULLs sorted last in every direction.
+
+    When no sort column can be NULL and all run one way, this is a row-value comparison
+    `(created_at, id) < (:c, :i)` that both databases answer with an index seek.
+    """
+    directions = {descending for _column, descending in columns}
+    if len(directions) == 1 and not any(column.nullable for column, _ in columns):
+        row, given = sa.tuple_(*[c for c, _ in columns]), sa.tuple_(*[
+            sa.literal(v, c.type) for (c, _), v in zip(columns, values, strict=True)])
+        return row < given if directions.pop() else row > given
     alternatives = []
     for i, (column, descending) in enumerate(columns):
         prefix = [c.is_(None) if v is None else c == v
@@ -134,7 +143,9 @@ def keyset_after(columns, values) -> sa.ColumnElement[bool]:
         if value is None:
             continue  # nothing sorts after NULL within this column
         beyond = column < value if descending else column > value
-        alternatives.append(sa.and_(*prefix, sa.or_(beyond, column.is_(None))))
+        if column.nullable:
+            beyond = sa.or_(beyond, column.is_(None))
+        alternatives.append(sa.and_(*prefix, beyond))
     return sa.or_(*alternatives) if alternatives else sa.false()
 
 
@@ -199,7 +210,9 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
     stmt = base
     if request.cursor:
         stmt = stmt.where(keyset_after(columns, decode_cursor(request.cursor, columns)))
-    order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
+    # NULLS LAST only where NULLs can be: a plain order lets an index serve the first page
+    order = [(c.desc() if d else c.asc()).nulls_last() if c.nullable else
+             (c.desc() if d else c.asc()) for c, d in columns]
     rows = conn.execute(stmt.order_by(*order).limit(size + 1)).mappings().all()
     more = len(rows) > size
     rows = rows[:size]
