@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from engine.definitions.model import Entity
 from engine.fields.builtin import normalise_digits, phone_digits
+from engine.i18n.text import DIGIT_FOLDS, LETTER_FOLDS
 from engine.query.listing import COUNT_CAP
 
 #: System columns that are never NULL, so an index serves either direction as it is.
@@ -53,11 +54,30 @@ class Floor:
         return value
 
     # -- pieces --------------------------------------------------------------------------
-    def like(self, column: str, name: str) -> str:
-        """Case-insensitive containment, as the engine's search writes it per database."""
+    def folded(self, column: str) -> str:
+        """The column folded for search the way engine/i18n/text.py folds it (Turkish i's
+        and capitals, Arabic yeh/kaf; digits too on PostgreSQL), then lowered."""
         if self.dialect == "sqlite":
-            return f"lower({column}) LIKE lower(:{name})"
-        return f"{column} ILIKE :{name}"
+            for source, target in LETTER_FOLDS:
+                column = f"replace({column}, '{source}', '{target}')"
+            return f"lower({column})"
+        pairs = LETTER_FOLDS + DIGIT_FOLDS
+        source, target = "".join(s for s, _ in pairs), "".join(t for _, t in pairs)
+        return f"lower(translate({column}, '{source}', '{target}'))"
+
+    def fold(self, text: str) -> str:
+        """Typed text folded as the database folds a column, done once here instead of
+        in SQL (SQLite's lower() only lowers ASCII letters)."""
+        if self.dialect == "sqlite":
+            for source, target in LETTER_FOLDS:
+                text = text.replace(source, target)
+            return "".join(c.lower() if c.isascii() else c for c in text)
+        pairs = LETTER_FOLDS + DIGIT_FOLDS
+        return text.translate(str.maketrans(dict(pairs))).lower()
+
+    def like(self, column: str, name: str) -> str:
+        """Case-insensitive containment, as the engine's search matches text."""
+        return f"{self.folded(column)} LIKE :{name} ESCAPE '\\'"
 
     def order(self, entity: Entity, sort: str | None = None) -> str:
         """ORDER BY for `field,-other`, with the id tiebreaker; NULLS LAST only where a
@@ -90,7 +110,8 @@ class Floor:
                     params["digits"] = f"%{digits}%"
             elif fld.field_type.textual:
                 parts.append(self.like(self.q(key), "text"))
-                params["text"] = f"%{text}%"
+                escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                params["text"] = self.fold(f"%{escaped}%")
             elif fld.type == "integer" and normalise_digits(text).isdigit():
                 parts.append(f"{self.q(key)} = :number")
                 params["number"] = int(normalise_digits(text))

@@ -32,7 +32,6 @@ class Case:
     floor: list[tuple[str, dict]]
     client: str = "api"
     json: dict | None = None
-    write_floor: bool = False
 
 
 @dataclass

@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -37,10 +38,23 @@ def machine(kervan) -> dict:
             server = "PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar()
         else:
             server = "SQLite " + conn.exec_driver_sql("SELECT sqlite_version()").scalar()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory,
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "engine": engine_version(),
             "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "sqlalchemy": sa.__version__,
             "database": server}
+
+
+def engine_version() -> str:
+    """The commit measured, marked when engine or metadata files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "engine", "metadata"],
+                               cwd=root, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
 def ms(value: float | None) -> str:
@@ -114,7 +128,7 @@ def markdown(result: dict, outcomes: list[Outcome], generation: Generation,
     lines = [f"### {TITLES[result['db']]} — {sizes}", "",
              f"{m['database']} · {m['cpu']}, {m['cores']} cores, {m['memory']} · "
              f"{m['system']} · Python {m['python']} · SQLAlchemy {m['sqlalchemy']} · "
-             f"measured {result['when']}", "",
+             f"engine {m['engine']} · measured {result['when']}", "",
              f"Command: `{result['command']}`", "", "#### Bulk creation", "",
              *bulk_rows(generation), "",
              "#### Requests (milliseconds, server side, in process)", "",

@@ -15,23 +15,27 @@ import sqlalchemy as sa
 from bench.data import Generator, Owner
 from bench.probe import SqlRecorder, queries
 
-from .conftest import sign_in
+from .conftest import PASSWORD, module_crm, sign_in
 
 LEADS, ACCOUNTS, OPPORTUNITIES, TASKS = 2000, 60, 300, 300
 UNIQUE_EMAIL = "sevgi.yalin.unique@kervan.test"
 
 
-@pytest.fixture
-def scale(crm):
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory, pg_database):
     """The base CRM with generated accounts, leads, opportunities and tasks, and two leads
-    whose conversion tab lists one and ten opportunities (each of another customer)."""
-    users = {u.username: u for u in crm.users.all()}
-    admin = crm.users.actor(users["admin"])
-    owners = [Owner(users[name].id, crm.users.actor(users[name]).team_id, weight)
-              for name, weight in (("ayse", 3.0), ("reza", 2.0), ("admin", 1.0))]
+    whose conversion tab lists one and ten opportunities (each of another customer). The
+    tests only read, so the module shares it."""
+    kervan = module_crm(tmp_path_factory.mktemp("scale"), pg_database)
+    users = kervan.users
+    admin = users.actor(users.create("admin", PASSWORD, ["admin"], full_name="Ada Admin"))
+    owners = [Owner(admin.user_id, None, 1.0)]
+    for name, team, weight in (("ayse", "istanbul", 3.0), ("reza", "tehran", 2.0)):
+        actor = users.actor(users.create(name, PASSWORD, ["sales"], teams=[team]))
+        owners.append(Owner(actor.user_id, actor.team_id, weight))
     now = dt.datetime.now(dt.UTC)
     gen = Generator(owners, now - dt.timedelta(days=3 * 365), now, seed=11)
-    bulk = crm.records.bulk_create
+    bulk = kervan.records.bulk_create
     # small batches: every batch shares one creation moment, so sorts meet many ties
     accounts = bulk("account", [gen.account() for _ in range(ACCOUNTS)], actor=admin)
     leads = bulk("lead", [gen.lead() for _ in range(LEADS)] + [
@@ -48,16 +52,18 @@ def scale(crm):
     bulk("task", [gen.task(accounts, opportunity_ids, leads) for _ in range(TASKS)],
          actor=admin)
     small = bulk("account", [gen.account()], actor=admin)[0]  # nothing links to it
-    crm.scale = {"few": few, "many": many, "big_customer": accounts[0], "small_customer": small}
-    return crm
+    kervan.scale = {"few": few, "many": many, "big_customer": accounts[0],
+                    "small_customer": small}
+    yield kervan
+    kervan.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def recorder(scale):
     return SqlRecorder(scale.db)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(scale):
     from engine.app import create_app
 
@@ -72,7 +78,7 @@ def api(scale):
     return get
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser(scale):
     from engine.app import create_app
 
