@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -44,8 +45,10 @@ def machine(kervan) -> dict:
             "database": server}
 
 
+@functools.cache
 def engine_version() -> str:
-    """The commit measured, marked when engine or metadata files differ from it."""
+    """The commit measured (read once, when the run starts and imports the engine), marked
+    when engine or metadata files differ from it."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,

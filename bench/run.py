@@ -44,7 +44,7 @@ from .generate import (
 )
 from .measure import Runner
 from .probe import RawDatabase, SqlRecorder
-from .report import machine, markdown, to_json, update_docs
+from .report import engine_version, machine, markdown, to_json, update_docs
 from .scenarios import Context, hash_token, scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,6 +197,7 @@ def measure(kervan, kind: str, args, url: str, generation):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    engine_version()  # the code imported now is the code measured, whatever HEAD is later
     command = ".venv/bin/python -m bench.run " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     scanned = False
