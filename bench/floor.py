@@ -24,10 +24,13 @@ NOT_NULL = {"id", "created_at", "updated_at", "version"}
 class Floor:
     """Floor SQL for one database dialect."""
 
-    def __init__(self, dialect: str):
+    def __init__(self, dialect: str, raw=None):
         from sqlalchemy.dialects import postgresql, sqlite
 
         self.dialect = dialect
+        #: table → how its search index is reached, read from the database's own schema
+        #: (the expression a GIN index covers, or the FTS5 table beside it)
+        self.search_index: dict[str, str] = _search_indexes(raw) if raw else {}
         module = sqlite if dialect == "sqlite" else postgresql
         #: an identifier quoted when the database needs it (`case`, `order` are keywords)
         self.q = module.dialect().identifier_preparer.quote
@@ -96,7 +99,36 @@ class Floor:
         return ", ".join(parts)
 
     def search(self, entity: Entity, text: str) -> tuple[str, dict]:
-        """The engine's search semantics (contains, phones by digits), one OR per field."""
+        """The engine's search semantics (contains, phones by digits), one OR per field,
+        reached through the table's search index for terms of three characters or more."""
+        exact, params = self._search_exact(entity, text)
+        looked_up = self._search_lookup(entity, text, params)
+        return (f"{looked_up} AND {exact}" if looked_up else exact), params
+
+    def _search_lookup(self, entity: Entity, text: str, params: dict) -> str | None:
+        index = self.search_index.get(entity.table_name)
+        text = text.strip()
+        terms = [("text", text)]
+        digits = phone_digits(text)
+        if digits and len(digits) >= 3 and digits != text:
+            terms.append(("digits", digits))
+        if index is None or any(len(t) < 3 for _, t in terms):
+            return None
+        likes = []
+        for n, (kind, term) in enumerate(terms):
+            params[f"sx{n}"] = (self.fold(term) if kind == "text" else term)
+            if self.dialect == "sqlite":  # FTS5 LIKE: no ESCAPE clause, folded as stored
+                params[f"sx{n}"] = "%" + params[f"sx{n}"] + "%"
+                likes.append(f"SELECT rowid FROM {index} WHERE doc LIKE :sx{n}")
+            else:
+                escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                params[f"sx{n}"] = "%" + (self.fold(escaped) if kind == "text" else escaped) + "%"
+                likes.append(f"({index}) LIKE :sx{n}")
+        if self.dialect == "sqlite":
+            return "id IN (" + " UNION ".join(likes) + ")"
+        return "(" + " OR ".join(likes) + ")"
+
+    def _search_exact(self, entity: Entity, text: str) -> tuple[str, dict]:
         text = text.strip()
         digits = phone_digits(text)
         parts, params = [], {}
@@ -142,3 +174,18 @@ class Floor:
 
     def session_user(self) -> str:
         return self.user_with_roles("kv_session", "session_hash") + " AND s.ended_at IS NULL"
+
+
+def _search_indexes(raw) -> dict[str, str]:
+    """Search indexes as the database describes them."""
+    if raw.dialect == "sqlite":
+        names = [r[0] for r in raw.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'kv_search_%' "
+            "AND sql LIKE 'CREATE VIRTUAL TABLE%'")]
+        return {name.removeprefix("kv_search_"): name for name in names}
+    found = {}
+    for table, definition in raw.rows("SELECT tablename, indexdef FROM pg_indexes "
+                                      "WHERE indexname LIKE 'sx\\_%'"):
+        start = definition.index("USING gin ((") + len("USING gin ((")
+        found[table] = definition[start:definition.rindex(") gin_trgm_ops)")]
+    return found

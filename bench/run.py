@@ -167,7 +167,7 @@ def measure(kervan, kind: str, args, url: str, generation):
     try:
         tables = [e.table_name for e in kervan.model.entities.values()]
         table_rows = {t: raw.table_rows(t) for t in tables}
-        ctx = Context(kervan, raw, Floor(raw.dialect), admin.id, rep.id,
+        ctx = Context(kervan, raw, Floor(raw.dialect, raw), admin.id, rep.id,
                       users.actor(rep).team_id, hash_token(token), hash_token(session_token),
                       seed=args.seed)
         runner = Runner(app, clients, headers, SqlRecorder(kervan.db), raw, table_rows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,17 +143,25 @@ class Entity:
     def table_name(self) -> str:
         return self.key
 
-    @property
+    # A resolved entity's fields never change (an edit resolves a new model), so these
+    # views are computed once: they are read for every row of every list and write.
+    @functools.cached_property
     def user_fields(self) -> dict[str, Field]:
         return {k: f for k, f in self.fields.items() if not f.system}
 
-    @property
+    @functools.cached_property
     def stored_fields(self) -> dict[str, Field]:
         return {k: f for k, f in self.fields.items() if f.stored}
 
-    @property
+    @functools.cached_property
     def child_tables(self) -> dict[str, Field]:
         return {k: f for k, f in self.fields.items() if f.type == "child_table"}
+
+    @functools.cached_property
+    def ruled_fields(self) -> list[Field]:
+        """Fields a required or required-if rule applies to."""
+        return [f for f in self.user_fields.values()
+                if f.type != "child_table" and (f.required or f.required_if)]
 
     def series_for(self, field_key: str) -> Series | None:
         return next((s for s in self.series if s.field == field_key), None)

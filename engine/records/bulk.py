@@ -77,12 +77,12 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
         row.setdefault("team", teams.get(row["owner"], actor.team_id))
         storage_rows.append(row)
     columns = sorted({k for row in storage_rows for k in row})
-    for row in storage_rows:
+    ids = reserve_ids(conn, table, len(storage_rows))
+    for row, record_id in zip(storage_rows, ids, strict=True):
         for column in columns:
             row.setdefault(column, None)
-    result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
-                          storage_rows)
-    ids = [r[0] for r in result]
+        row["id"] = record_id
+    conn.execute(table.insert(), storage_rows)
     audit = service.table("kv_audit")
     conn.execute(audit.insert(), [
         {"entity": entity.key, "record_id": record_id, "action": "create", "field": None,
@@ -104,6 +104,26 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
         if started:
             conn.execute(history.insert(), started)
     return ids
+
+
+def reserve_ids(conn, table: sa.Table, count: int) -> list[int]:
+    """Ids for `count` new rows, taken before the insert so that it needs no RETURNING
+    (SQLite can only return ids in order one row at a time).
+
+    PostgreSQL draws them from the table's sequence; on SQLite the bulk transaction holds
+    the write lock, and AUTOINCREMENT's high-water mark (never reused, even after a
+    delete) moves past the ids written.
+    """
+    if conn.dialect.name == "postgresql":
+        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
+        return list(conn.execute(sa.select(sa.func.nextval(sequence)).select_from(
+            sa.func.generate_series(1, count))).scalars())
+    sequence = sa.table("sqlite_sequence", sa.column("name"), sa.column("seq"))
+    used = conn.execute(sa.select(sa.func.max(sequence.c.seq))
+                        .where(sequence.c.name == table.name)).scalar() or 0
+    top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+    start = max(used, top) + 1
+    return list(range(start, start + count))
 
 
 def check_references(service, conn, entity, records, errors, where) -> None:

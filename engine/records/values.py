@@ -55,11 +55,9 @@ def label(field: Field) -> str:
 
 def check_rules(entity: Entity, record: dict, errors: dict[str, str], prefix: str = "") -> None:
     """Required, required-if and one-of-required rules on the full record."""
-    for field in entity.user_fields.values():
-        if field.type == "child_table" or f"{prefix}{field.key}" in errors:
-            continue
-        empty = field.field_type.is_empty(record.get(field.key))
-        if not empty:
+    for field in entity.ruled_fields:
+        if f"{prefix}{field.key}" in errors or not field.field_type.is_empty(
+                record.get(field.key)):
             continue
         if field.required and not entity.series_for(field.key):
             errors[f"{prefix}{field.key}"] = "is required"

@@ -22,11 +22,14 @@ from alembic.operations import Operations
 
 from engine.definitions.model import Entity, Field, Model
 from engine.fields.base import FieldValueError
+from engine.query import search_index
 
 from .database import WRITE
 from .tables import SYSTEM_TABLES, build_tables, column_signatures, entity_indexes
 
 MAX_EXAMPLES = 3
+#: The registry row (column name) holding an entity's search index signature.
+SEARCH_KEY = "__search__"
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Step:
             "alter_type": f"widen column {t}.{c}",
             "convert": f"convert column {t}.{c}",
             "retain_column": f"retain column {t}.{c}",
+            "search_index": f"build search index on {t}",
+            "drop_search_index": f"drop search index on {t}",
             "retain_table": f"retain table {t}",
             "refuse": f"REFUSED: {t}.{c}" if c else f"REFUSED: {t}",
         }[self.action]
@@ -75,6 +80,10 @@ class Plan:
         if not self.steps:
             return ["no schema changes"]
         return [step.describe() for step in self.steps]
+
+
+class SchemaSyncError(Exception):
+    """The database refused a change the plan needs (the message says what to do)."""
 
 
 class MigrationRefused(Exception):
@@ -143,6 +152,8 @@ def plan_sync(engine: sa.Engine, model: Model, allow_destructive: bool = False) 
         def include_object(obj, name, type_, reflected, compare_to):
             if type_ == "table":
                 return name in metadata.tables or name in owned
+            if type_ == "index" and name and name.startswith("sx_"):
+                return False  # search indexes are expressions, planned below
             return True
 
         context = MigrationContext.configure(conn, opts={
@@ -201,7 +212,30 @@ def plan_sync(engine: sa.Engine, model: Model, allow_destructive: bool = False) 
             converted.add((entity.table_name, fld.key))
             plan.steps.append(_convert_step(conn, entity, fld, registry, model_columns,
                                             allow_destructive))
+        plan.steps.extend(_search_steps(model, registry, conn.dialect.name, {
+            s.table for s in plan.steps if s.action in ("alter_type", "convert")}))
     return plan
+
+
+def _search_steps(model: Model, registry, dialect: str, altered: set[str]) -> list[Step]:
+    """Build, rebuild or drop search indexes whose searchable fields changed (and on
+    SQLite those of tables an ALTER copies, since the copy loses the triggers)."""
+    steps = []
+    built = {table: sig for (table, column), sig in registry.items() if column == SEARCH_KEY}
+    for entity in model.entities.values():
+        wanted = search_index.signature(entity, dialect)
+        have = built.get(entity.table_name)
+        if wanted == have and not (have and dialect == "sqlite" and entity.table_name in altered):
+            continue
+        fields = ", ".join(c for c, _ in search_index.search_columns(entity))
+        if wanted is None:
+            steps.append(Step("drop_search_index", entity.table_name,
+                              detail="no searchable fields left"))
+        else:
+            steps.append(Step("search_index", entity.table_name,
+                              detail=("rebuild: " if have else "") + f"over {fields}",
+                              payload=entity))
+    return steps
 
 
 def _index_step(conn, index: sa.Index) -> Step:
@@ -279,6 +313,9 @@ def apply_plan(engine: sa.Engine, model: Model, plan: Plan) -> None:
                     batch.alter_column(step.column, type_=step.payload.type)
             elif step.action == "convert":
                 _convert(conn, ops, metadata, step)
+        for step in plan.steps:  # last: the index reads the columns made above
+            if step.action in ("search_index", "drop_search_index"):
+                _search_index(conn, step)
         _write_registry(conn, model)
 
 
@@ -323,6 +360,31 @@ def _convert(conn, ops: Operations, metadata: sa.MetaData, step: Step) -> None:
         if any(c.name in [s.name for s in storages] for c in index.columns):
             ops.create_index(index.name, table_name, [c.name for c in index.columns],
                              unique=index.unique)
+
+
+def _search_index(conn, step: Step) -> None:
+    dialect = conn.dialect.name
+    registry = sa.table("kv_schema_column", sa.column("table_name"), sa.column("column_name"),
+                        sa.column("signature"), sa.column("updated_at"))
+    for statement in search_index.drop_ddl(step.table, dialect):
+        conn.exec_driver_sql(statement)
+    conn.execute(registry.delete().where(registry.c.table_name == step.table,
+                                         registry.c.column_name == SEARCH_KEY))
+    if step.action == "drop_search_index":
+        return
+    try:
+        for statement in search_index.ddl(step.payload, dialect):
+            conn.exec_driver_sql(statement)
+    except sa.exc.DBAPIError as exc:
+        hint = (" PostgreSQL needs the pg_trgm extension: it ships with PostgreSQL's contrib "
+                "modules, and CREATE EXTENSION needs the CREATE privilege on the database."
+                if dialect == "postgresql" else "")
+        raise SchemaSyncError(f"cannot build the search index on {step.table}: "
+                              f"{exc.orig}.{hint}") from None
+    conn.execute(registry.insert().values(
+        table_name=step.table, column_name=SEARCH_KEY,
+        signature=search_index.signature(step.payload, dialect),
+        updated_at=dt.datetime.now(dt.UTC)))
 
 
 def _write_registry(conn, model: Model) -> None:

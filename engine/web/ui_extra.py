@@ -127,7 +127,7 @@ def _sum(entity: Entity, request_: ListRequest, field_key: str, actor) -> list[s
     table = k.records.table(entity)
     fld = entity.fields[field_key]
     scope = k.permissions.row_condition(actor, entity, table)
-    base = build_select(entity, table, request_, scope).subquery()
+    base = build_select(entity, table, request_, scope, dialect=k.db.dialect.name).subquery()
     with k.db.connect() as conn:
         if fld.type == "money":
             rows = conn.execute(sa.select(base.c[f"{field_key}__currency"],

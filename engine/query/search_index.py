@@ -1,0 +1,232 @@
+"""Indexed substring search: one search document per record, a trigram index over it.
+
+Every entity with searchable fields gets a *search document*: its searchable text folded
+the way `engine/i18n/text.py` folds for search, the digits of its phones and its
+searchable numbers, one per line.  The document is indexed for substring matching:
+
+* PostgreSQL: a GIN `pg_trgm` index on the document expression itself (`sx_<table>`);
+  queries repeat the very same expression, so the planner matches it to the index.
+* SQLite: an FTS5 table with the trigram tokenizer (`kv_search_<table>`, rowid = record
+  id), kept in step with the entity table by triggers, so every writer (the record
+  service, the bulk path, migrations, a DBA's UPDATE) keeps it right.
+
+The index only narrows the candidates: a list search is `candidates AND the exact
+per-field match` (`listing.search_condition`), so a document that says a little too
+much (two fields side by side, a field the user may not see) never shows a wrong row.
+Terms shorter than three characters skip the index (a trigram index cannot help them);
+the per-field match alone answers those.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sqlite3
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.definitions.model import Entity
+from engine.fields.builtin import normalise_digits, phone_digits
+from engine.i18n.text import DIGIT_FOLDS, LETTER_FOLDS
+
+#: Shortest term the trigram index can answer.
+MIN_TERM = 3
+#: Bumped when the document's shape changes, so every index is rebuilt once.
+VERSION = 1
+_SEPARATOR = "\n"
+
+
+@functools.cache
+def sqlite_supported() -> bool:
+    """Whether this process's SQLite library has FTS5 with the trigram tokenizer (3.34+)."""
+    try:
+        with sqlite3.connect(":memory:") as conn:
+            conn.execute("CREATE VIRTUAL TABLE t USING fts5(doc, tokenize='trigram')")
+        return True
+    except sqlite3.Error:
+        return False
+
+
+def search_columns(entity: Entity) -> list[tuple[str, str]]:
+    """(column, kind) pairs the document is made of: kind is text, digits or number."""
+    parts = []
+    for key in entity.search_fields:
+        fld = entity.fields.get(key)
+        if fld is None or not fld.stored:
+            continue
+        if fld.type == "phone":
+            parts.append((f"{key}__digits", "digits"))
+        elif fld.field_type.textual:
+            parts.append((key, "text"))
+        elif fld.type == "integer":
+            parts.append((key, "number"))
+    return parts
+
+
+def index_name(entity: Entity) -> str:
+    return f"sx_{entity.table_name}"
+
+
+def fts_table(entity: Entity) -> str:
+    return f"kv_search_{entity.table_name}"
+
+
+def _literal(text: str) -> sa.ColumnElement:
+    """A string constant written into the SQL itself (index expressions must match)."""
+    return sa.literal_column("'" + text.replace("'", "''") + "'", sa.String())
+
+
+def _fold_sql(expression: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    """`engine.i18n.text.folded`, with its constants inline."""
+    if dialect == "postgresql":
+        pairs = LETTER_FOLDS + DIGIT_FOLDS
+        return sa.func.lower(sa.func.translate(
+            expression, _literal("".join(s for s, _ in pairs)),
+            _literal("".join(t for _, t in pairs))))
+    for source, target in LETTER_FOLDS:
+        expression = sa.func.replace(expression, _literal(source), _literal(target))
+    return sa.func.lower(expression)
+
+
+def document(entity: Entity, table, dialect: str) -> sa.ColumnElement | None:
+    """The search document of a row of `table` (an entity table or a trigger's `new`)."""
+    parts = []
+    for column, kind in search_columns(entity):
+        value = table.c[column]
+        if kind == "number":
+            value = sa.cast(value, sa.Text)
+        elif kind == "text":
+            value = _fold_sql(value, dialect)
+        parts.append(sa.func.coalesce(value, _literal("")))
+    if not parts:
+        return None
+    doc = parts[0]
+    for part in parts[1:]:
+        doc = doc.op("||")(_literal(_SEPARATOR)).op("||")(part)
+    return doc
+
+
+def _row(entity: Entity, name: str) -> sa.TableClause:
+    return sa.table(name, *[sa.column(c) for c, _ in search_columns(entity)])
+
+
+def _dialect(dialect: str):
+    return postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()
+
+
+def _sql(element, dialect: str) -> str:
+    return str(element.compile(dialect=_dialect(dialect), compile_kwargs={"literal_binds": True}))
+
+
+def _quote(name: str, dialect: str) -> str:
+    """An identifier quoted where the database needs it (`case`, `order`)."""
+    return _dialect(dialect).identifier_preparer.quote(name)
+
+
+def ddl(entity: Entity, dialect: str) -> list[str]:
+    """Statements that build the index and fill it from the rows already there."""
+    t = _quote(entity.table_name, dialect)
+    if dialect == "postgresql":
+        doc = _sql(document(entity, _row(entity, entity.table_name), dialect), dialect)
+        return ["CREATE EXTENSION IF NOT EXISTS pg_trgm",
+                f"CREATE INDEX {index_name(entity)} ON {t} USING gin (({doc}) gin_trgm_ops)"]
+    fts = fts_table(entity)
+    new_doc = _sql(document(entity, _row(entity, "new"), dialect), dialect)
+    columns = ", ".join(_quote(c, dialect) for c, _ in search_columns(entity))
+    return [
+        f"CREATE VIRTUAL TABLE {fts} USING fts5(doc, tokenize='trigram', detail='none')",
+        f"INSERT INTO {fts}(rowid, doc) SELECT id, "
+        f"{_sql(document(entity, _row(entity, entity.table_name), dialect), dialect)} "
+        f"FROM {t}",
+        f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {t} BEGIN "
+        f"INSERT INTO {fts}(rowid, doc) VALUES (new.id, {new_doc}); END",
+        f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {columns} ON {t} BEGIN "
+        f"UPDATE {fts} SET doc = {new_doc} WHERE rowid = new.id; END",
+        f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {t} BEGIN "
+        f"DELETE FROM {fts} WHERE rowid = old.id; END",
+    ]
+
+
+def drop_ddl(table_name: str, dialect: str) -> list[str]:
+    """Statements that remove an entity's index (whatever its fields were)."""
+    if dialect == "postgresql":
+        return [f"DROP INDEX IF EXISTS sx_{table_name}"]  # the index goes with the name
+    fts = f"kv_search_{table_name}"
+    return [f"DROP TRIGGER IF EXISTS {fts}_{event}" for event in ("insert", "update", "delete")
+            ] + [f"DROP TABLE IF EXISTS {fts}"]
+
+
+def available(dialect: str) -> bool:
+    return dialect == "postgresql" or (dialect == "sqlite" and sqlite_supported())
+
+
+def signature(entity: Entity, dialect: str) -> str | None:
+    """What the index is built from; a change means a rebuild. None: no index."""
+    if not search_columns(entity) or not available(dialect):
+        return None
+    digest = hashlib.sha1("\n".join(ddl(entity, dialect)).encode()).hexdigest()[:16]
+    return f"search:{VERSION}:{digest}"
+
+
+# -- matching -----------------------------------------------------------------------------
+
+def terms(entity: Entity, text: str) -> list[tuple[str, str]]:
+    """(kind, term) the typed text is looked up as: its text, its digits if it is phone-
+    like, its number; [] when any of them is too short for the index."""
+    kinds = {kind for _, kind in search_columns(entity)}
+    text = text.strip()
+    out = [("text", text)]
+    digits = phone_digits(text)
+    if "digits" in kinds and digits and len(digits) >= 3 and digits != text:
+        out.append(("digits", digits))
+    number = normalise_digits(text)
+    if "number" in kinds and number.isdigit() and number != text:
+        out.append(("number", number))
+    if any(len(term) < MIN_TERM for _, term in out):
+        return []
+    return out
+
+
+def _like_pattern(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _sqlite_fold(text: str) -> str:
+    """The typed text folded as SQLite's `folded()` folds a column (letters, ASCII case)."""
+    for source, target in LETTER_FOLDS:
+        text = text.replace(source, target)
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+def _lookup_postgresql(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
+    doc = document(entity, table, "postgresql")
+    # the typed text folded by the same SQL as the column (lower() follows the database's
+    # locale); an immutable function of a parameter, so the index still serves it
+    return sa.or_(*[doc.like(_fold_sql(sa.literal(_like_pattern(term), sa.String()),
+                                       "postgresql") if kind == "text" else
+                             _like_pattern(term)) for kind, term in found])
+
+
+def _lookup_sqlite(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
+    fts = sa.table(fts_table(entity), sa.column("rowid"), sa.column("doc"))
+    # FTS5 takes LIKE without ESCAPE: a typed wildcard is left a wildcard, which only
+    # widens the candidates (the per-field match decides)
+    lookups = [sa.select(fts.c.rowid).where(fts.c.doc.like(
+        "%" + (_sqlite_fold(term) if kind == "text" else term) + "%"))
+        for kind, term in found]
+    return table.c.id.in_(lookups[0] if len(lookups) == 1 else sa.union(*lookups))
+
+
+def candidates(entity: Entity, table: sa.Table, text: str,
+               dialect: str) -> sa.ColumnElement[bool] | None:
+    """The index lookup for a typed search (`table.id` among the rows whose document
+    holds one of its terms), or None when the index cannot help."""
+    if not search_columns(entity) or not available(dialect):
+        return None
+    found = terms(entity, text)
+    if not found:
+        return None
+    if dialect == "postgresql":
+        return _lookup_postgresql(entity, table, found)
+    return _lookup_sqlite(entity, table, found)
