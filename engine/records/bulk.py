@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from engine.definitions.model import Entity
+from engine.query import search_index
 
 from .actor import SYSTEM, Actor
 from .errors import RecordError, ValidationFailed
@@ -34,13 +35,15 @@ def bulk_create(service, entity_key: str, rows: list[dict], actor: Actor = SYSTE
         raise RecordError("the bulk path creates records without child lines")
     service.permissions.require(actor, entity, "create")
     ids: list[int] = []
-    with service.transaction(conn) as c:
+    with service.transaction(conn) as c, search_index.deferred(c, entity) as index_search:
         for start in range(0, len(rows), batch_size):
-            ids.extend(_batch(service, c, entity, rows[start:start + batch_size], actor, start))
+            ids.extend(_batch(service, c, entity, rows[start:start + batch_size], actor, start,
+                              index_search))
     return ids
 
 
-def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset: int) -> list[int]:
+def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset: int,
+           index_search: bool) -> list[int]:
     now = dt.datetime.now(dt.UTC)
     local = now.astimezone(ZoneInfo(service.kervan.settings.timezone))
     errors: dict[str, str] = {}
@@ -83,6 +86,8 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
             row.setdefault(column, None)
         row["id"] = record_id
     conn.execute(table.insert(), storage_rows)
+    if index_search:
+        search_index.index_range(conn, entity, table, ids[0], ids[-1])
     audit = service.table("kv_audit")
     conn.execute(audit.insert(), [
         {"entity": entity.key, "record_id": record_id, "action": "create", "field": None,
