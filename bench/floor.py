@@ -13,7 +13,7 @@ import json
 from decimal import Decimal
 
 from engine.definitions.model import Entity
-from engine.fields.builtin import normalise_digits, phone_digits
+from engine.fields.builtin import normalise_digits, searched_digits
 from engine.i18n.text import DIGIT_FOLDS, LETTER_FOLDS
 from engine.query.listing import COUNT_CAP
 
@@ -109,8 +109,8 @@ class Floor:
         index = self.search_index.get(entity.table_name)
         text = text.strip()
         terms = [("text", text)]
-        digits = phone_digits(text)
-        if digits and len(digits) >= 3 and digits != text:
+        digits = searched_digits(text)
+        if digits and digits != text:
             terms.append(("digits", digits))
         if index is None or any(len(t) < 3 for _, t in terms):
             return None
@@ -130,14 +130,14 @@ class Floor:
 
     def _search_exact(self, entity: Entity, text: str) -> tuple[str, dict]:
         text = text.strip()
-        digits = phone_digits(text)
+        digits = searched_digits(text)
         parts, params = [], {}
         for key in entity.search_fields:
             fld = entity.fields.get(key)
             if fld is None or not fld.stored:
                 continue
             if fld.type == "phone":
-                if digits and len(digits) >= 3:
+                if digits:
                     parts.append(f"{self.q(key + '__digits')} LIKE :digits")
                     params["digits"] = f"%{digits}%"
             elif fld.field_type.textual:

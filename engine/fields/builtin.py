@@ -388,6 +388,20 @@ class EmailType(StringType):
 PHONE_RE = re.compile(r"^\+?[0-9 ()\-./]{5,}$")
 
 
+SEARCHED_PHONE_RE = re.compile(r"^\+?[0-9 ()\-./]+$")
+
+
+def searched_digits(text: str) -> str | None:
+    """The digits to look for in phones when `text` is typed into a search: only when the
+    text is written like a phone (`0532 111 22 33`, `+98-21-…`), at least three of them.
+    An e-mail or a name with digits in it is not a phone."""
+    text = normalise_digits(text.strip())
+    if not SEARCHED_PHONE_RE.match(text):
+        return None
+    digits = phone_digits(text)
+    return digits if digits and len(digits) >= 3 else None
+
+
 def phone_digits(text: str | None) -> str | None:
     """The digits of a phone number, for matching however it was written."""
     if not text:

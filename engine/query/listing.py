@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.definitions.model import Entity
 from engine.fields.base import FieldValueError
-from engine.fields.builtin import normalise_digits, phone_digits
+from engine.fields.builtin import normalise_digits, searched_digits
 from engine.i18n.text import contains_folded
 
 from .conditions import check_condition, to_sql
@@ -160,7 +160,7 @@ def search_condition(entity: Entity, table: sa.Table, text: str,
     """
     text = text.strip()
     parts = []
-    digits = phone_digits(text)
+    digits = searched_digits(text)
     for key in entity.search_fields:
         if key in hidden:
             continue
@@ -168,7 +168,7 @@ def search_condition(entity: Entity, table: sa.Table, text: str,
         if fld is None or not fld.stored:
             continue
         if fld.type == "phone":
-            if digits and len(digits) >= 3:
+            if digits:
                 parts.append(table.c[f"{key}__digits"].contains(digits, autoescape=True))
         elif fld.field_type.textual:
             parts.append(contains_folded(table.c[key], text))

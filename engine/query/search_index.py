@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.definitions.model import Entity
-from engine.fields.builtin import normalise_digits, phone_digits
+from engine.fields.builtin import normalise_digits, searched_digits
 from engine.i18n.text import DIGIT_FOLDS, LETTER_FOLDS
 
 #: Shortest term the trigram index can answer.
@@ -210,8 +210,8 @@ def terms(entity: Entity, text: str) -> list[tuple[str, str]]:
     kinds = {kind for _, kind in search_columns(entity)}
     text = text.strip()
     out = [("text", text)]
-    digits = phone_digits(text)
-    if "digits" in kinds and digits and len(digits) >= 3 and digits != text:
+    digits = searched_digits(text)
+    if "digits" in kinds and digits and digits != text:
         out.append(("digits", digits))
     number = normalise_digits(text)
     if "number" in kinds and number.isdigit() and number != text:
