@@ -229,3 +229,52 @@ def test_an_unknown_owner_is_refused(shop):
     with pytest.raises(ValidationFailed) as caught:
         make_customer(shop, owner=987)
     assert caught.value.fields == {"owner": "user #987 does not exist"}
+
+
+def test_the_bulk_path_stores_every_type_as_a_single_create_does(shop):
+    """Bulk rows go to the database by the driver's fastest way (executemany on SQLite,
+    COPY on PostgreSQL); each value must come back exactly as through `create`."""
+    values = {"name": "Çağla Öz", "kind": "person", "email": "cagla@x.co",
+              "phone": "+90 (532) 111-22-33", "credit": {"amount": "1234.56", "currency": "EUR"},
+              "tags": ["vip", "İzmir"]}
+    one = shop.records.create("customer", dict(values, tax_number="T-1"))
+    (bulk_id,) = shop.records.bulk_create("customer", [dict(values, tax_number="T-2")])
+    many = shop.records.get("customer", bulk_id)
+    ignore = {"id", "created_at", "updated_at", "tax_number"}
+    assert {k: v for k, v in many.items() if k not in ignore} == \
+        {k: v for k, v in one.items() if k not in ignore}
+    customer = shop.records.table("customer")
+    with shop.db.connect() as conn:
+        stored = conn.execute(sa.select(customer.c.phone__digits, customer.c.created_at)
+                              .where(customer.c.id == bulk_id)).one()
+    assert stored.phone__digits == "905321112233"
+    assert abs(stored.created_at.replace(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)) < \
+        dt.timedelta(minutes=5)
+    (order_id,) = shop.records.bulk_create("order", [{"customer": one["id"],
+                                                      "ordered_on": "2026-03-01"}])
+    assert shop.records.get("order", order_id)["ordered_on"] == dt.date(2026, 3, 1)
+
+
+def test_the_bulk_path_keeps_the_dates_of_an_import(shop):
+    customer = make_customer(shop)
+    moments = [dt.datetime(2024, 12, 31, 20, 0, tzinfo=dt.UTC),   # 23:00 in Istanbul
+               dt.datetime(2024, 6, 1, 9, 0, tzinfo=dt.UTC),
+               dt.datetime(2025, 2, 3, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=3, minutes=30)))]
+    ids = shop.records.bulk_create("order", [{"customer": customer["id"]}] * 3, at=moments)
+    orders = [shop.records.get("order", i) for i in ids]
+    assert [o["created_at"] for o in orders] == [m.astimezone(dt.UTC) for m in moments]
+    # $today defaults and the yearly series follow the moment each order was made
+    assert [o["ordered_on"] for o in orders] == [dt.date(2024, 12, 31), dt.date(2024, 6, 1),
+                                                 dt.date(2025, 2, 3)]
+    assert [o["number"] for o in orders] == ["S-2024-0001", "S-2024-0002", "S-2025-0001"]
+    audit = shop.tables.tables["kv_audit"]
+    with shop.db.connect() as conn:
+        at = conn.execute(sa.select(audit.c.at).where(audit.c.entity == "order")
+                          .order_by(audit.c.record_id)).scalars().all()
+    assert [a.replace(tzinfo=dt.UTC) if a.tzinfo is None else a for a in at] == \
+        [m.astimezone(dt.UTC) for m in moments]
+    with pytest.raises(RecordError, match="2 moments for 3 rows"):
+        shop.records.bulk_create("order", [{"customer": customer["id"]}] * 3, at=moments[:2])
+    with pytest.raises(RecordError, match="moment 0 has no time zone"):
+        shop.records.bulk_create("order", [{"customer": customer["id"]}],
+                                 at=[dt.datetime(2025, 1, 1)])

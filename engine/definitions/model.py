@@ -66,7 +66,7 @@ class Field:
     system: bool = False
     origin: Origin | None = None
 
-    @property
+    @functools.cached_property
     def option_keys(self) -> list[str]:
         return [o.key for o in self.options]
 
@@ -156,6 +156,18 @@ class Entity:
     @functools.cached_property
     def child_tables(self) -> dict[str, Field]:
         return {k: f for k, f in self.fields.items() if f.type == "child_table"}
+
+    @functools.cached_property
+    def plain_storage(self) -> frozenset[str]:
+        """Stored fields kept in one column as they are (no `to_storage` of their own)."""
+        return frozenset(k for k, f in self.fields.items() if f.stored and
+                         type(f.field_type).to_storage is FieldType.to_storage)
+
+    @functools.cached_property
+    def plain_json(self) -> frozenset[str]:
+        """Stored fields whose JSON form is their value (no `to_json` of their own)."""
+        return frozenset(k for k, f in self.fields.items() if f.stored and
+                         type(f.field_type).to_json is FieldType.to_json)
 
     @functools.cached_property
     def ruled_fields(self) -> list[Field]:

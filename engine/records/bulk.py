@@ -17,19 +17,32 @@ import sqlalchemy as sa
 
 from engine.definitions.model import Entity
 from engine.query import search_index
+from engine.storage.database import insert_many
 
 from .actor import SYSTEM, Actor
 from .errors import RecordError, ValidationFailed
-from .series import next_numbers
+from .series import next_numbers, period_of
 from .values import check_rules, coerce_input, default_value
 
 REFERENCE_TABLES = {"user": "kv_user", "team": "kv_team", "attachment": "kv_file"}
 
 
 def bulk_create(service, entity_key: str, rows: list[dict], actor: Actor = SYSTEM,
-                batch_size: int = 2000, conn=None) -> list[int]:
-    """Create many records; a single bad row refuses the whole call, naming its index."""
+                batch_size: int = 2000, conn=None, at: list[dt.datetime] | None = None
+                ) -> list[int]:
+    """Create many records; a single bad row refuses the whole call, naming its index.
+
+    `at`, one moment per row, is when each record was made (an import keeps its dates):
+    its creation and update times, audit and stage history, `$today` defaults and the
+    period of its number series follow it. Without it every row is made now.
+    """
     entity = service.entity(entity_key)
+    if at is not None:
+        if len(at) != len(rows):
+            raise RecordError(f"at: {len(at)} moments for {len(rows)} rows; give one per row")
+        naive = next((i for i, moment in enumerate(at) if moment.tzinfo is None), None)
+        if naive is not None:
+            raise RecordError(f"at: moment {naive} has no time zone")
     if entity.child_of or entity.child_tables and any(
             k in row for row in rows for k in entity.child_tables):
         raise RecordError("the bulk path creates records without child lines")
@@ -37,15 +50,18 @@ def bulk_create(service, entity_key: str, rows: list[dict], actor: Actor = SYSTE
     ids: list[int] = []
     with service.transaction(conn) as c, search_index.deferred(c, entity) as index_search:
         for start in range(0, len(rows), batch_size):
+            moments = at[start:start + batch_size] if at is not None else None
             ids.extend(_batch(service, c, entity, rows[start:start + batch_size], actor, start,
-                              index_search))
+                              index_search, moments))
     return ids
 
 
 def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset: int,
-           index_search: bool) -> list[int]:
+           index_search: bool, moments: list[dt.datetime] | None) -> list[int]:
+    zone = ZoneInfo(service.kervan.settings.timezone)
     now = dt.datetime.now(dt.UTC)
-    local = now.astimezone(ZoneInfo(service.kervan.settings.timezone))
+    made = [m.astimezone(dt.UTC) for m in moments] if moments else [now] * len(rows)
+    local = [m.astimezone(zone) for m in made] if moments else [now.astimezone(zone)] * len(rows)
     errors: dict[str, str] = {}
     records = []
     defaults = {k: f for k, f in entity.user_fields.items()
@@ -55,7 +71,7 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
         record = coerce_input(entity, values, errors, prefix)
         for key, field in defaults.items():
             if key not in record:
-                record[key] = default_value(field, actor, now, local.date())
+                record[key] = default_value(field, actor, made[index], local[index].date())
         check_rules(entity, record, errors, prefix)
         records.append(record)
     check_references(service, conn, entity, records, errors,
@@ -65,36 +81,38 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
         shown = dict(list(errors.items())[:50])
         raise ValidationFailed(entity.key, shown)
     for series in entity.series:
-        missing = [r for r in records if r.get(series.field) in (None, "")]
-        for record, number in zip(missing, next_numbers(conn, series, local, len(missing)),
-                                  strict=True):
-            record[series.field] = number
+        periods: dict[str, list[int]] = {}  # rows by the series period they were made in
+        for index, record in enumerate(records):
+            if record.get(series.field) in (None, ""):
+                periods.setdefault(period_of(series, local[index]), []).append(index)
+        for indexes in periods.values():
+            numbers = next_numbers(conn, series, local[indexes[0]], len(indexes))
+            for index, number in zip(indexes, numbers, strict=True):
+                records[index][series.field] = number
     table = service.table(entity)
     storage_rows = []
     teams = _owner_teams(service, conn, {r.get("owner") for r in records} - {None, actor.user_id})
-    for record in records:
+    for record, moment in zip(records, made, strict=True):
         row = service._storage(entity, record)
-        row.update(created_at=now, updated_at=now, created_by=actor.user_id,
+        row.update(created_at=moment, updated_at=moment, created_by=actor.user_id,
                    updated_by=actor.user_id, version=1)
         row.setdefault("owner", actor.user_id)
         row.setdefault("team", teams.get(row["owner"], actor.team_id))
         storage_rows.append(row)
-    columns = sorted({k for row in storage_rows for k in row})
+    empty = dict.fromkeys(sorted({k for row in storage_rows for k in row}))
     ids = reserve_ids(conn, table, len(storage_rows))
-    for row, record_id in zip(storage_rows, ids, strict=True):
-        for column in columns:
-            row.setdefault(column, None)
-        row["id"] = record_id
-    conn.execute(table.insert(), storage_rows)
+    storage_rows = [{**empty, **row, "id": record_id}
+                    for row, record_id in zip(storage_rows, ids, strict=True)]
+    insert_many(conn, table, storage_rows)
     if index_search:
         search_index.index_range(conn, entity, table, ids[0], ids[-1])
     audit = service.table("kv_audit")
-    conn.execute(audit.insert(), [
+    insert_many(conn, audit, [
         {"entity": entity.key, "record_id": record_id, "action": "create", "field": None,
-         "old_value": None, "user_id": actor.user_id, "at": now,
+         "old_value": None, "user_id": actor.user_id, "at": moment,
          "new_value": json.dumps(service._json_values(entity, record), ensure_ascii=False,
                                  default=str)}
-        for record_id, record in zip(ids, records, strict=True)])
+        for record_id, record, moment in zip(ids, records, made, strict=True)])
     stage_field = service.kervan.workflow.stage_field(entity)
     if stage_field:
         history = service.table("kv_stage_history")
@@ -103,11 +121,11 @@ def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset
                     "from_stage": None, "to_stage": record.get(stage_field),
                     "from_category": None, "to_category": category(entity,
                                                                    record.get(stage_field)),
-                    "user_id": actor.user_id, "at": now, "seconds_in_previous": None}
-                   for record_id, record in zip(ids, records, strict=True)
+                    "user_id": actor.user_id, "at": moment, "seconds_in_previous": None}
+                   for record_id, record, moment in zip(ids, records, made, strict=True)
                    if record.get(stage_field) is not None]
         if started:
-            conn.execute(history.insert(), started)
+            insert_many(conn, history, started)
     return ids
 
 

@@ -267,11 +267,13 @@ class RecordService:
         return record_id
 
     def bulk_create(self, entity_key: str, rows: list[dict], actor: Actor = SYSTEM,
-                    batch_size: int = 2000, conn=None) -> list[int]:
-        """Many records through the same rules, written in batches (see records/bulk.py)."""
+                    batch_size: int = 2000, conn=None,
+                    at: list[dt.datetime] | None = None) -> list[int]:
+        """Many records through the same rules, written in batches (see records/bulk.py);
+        `at` gives each row the moment it was made (imports keep their dates)."""
         from .bulk import bulk_create
 
-        return bulk_create(self, entity_key, rows, actor, batch_size, conn)
+        return bulk_create(self, entity_key, rows, actor, batch_size, conn, at)
 
     def update(self, entity_key: str, record_id: int, values: dict, version: int | None,
                actor: Actor = SYSTEM, conn: sa.Connection | None = None) -> dict[str, Any]:
@@ -436,8 +438,12 @@ class RecordService:
 
     def _storage(self, entity: Entity, record: dict) -> dict:
         row: dict[str, Any] = {}
+        plain, fields = entity.plain_storage, entity.fields
         for key, value in record.items():
-            field = entity.fields[key]
+            if key in plain:
+                row[key] = value
+                continue
+            field = fields[key]
             if field.stored:
                 row.update(field.field_type.to_storage(field, value))
         return row
@@ -447,8 +453,9 @@ class RecordService:
         return field.field_type.to_json(field, value)
 
     def _json_values(self, entity: Entity, record: dict) -> dict:
-        return {k: self._json(entity, k, v) for k, v in record.items()
-                if v is not None and entity.fields[k].stored}
+        plain, fields = entity.plain_json, entity.fields
+        return {k: v if k in plain else self._json(entity, k, v) for k, v in record.items()
+                if v is not None and (k in plain or fields[k].stored)}
 
     def _insert(self, conn, entity: Entity, table: sa.Table, row: dict, prefix: str) -> int:
         # A unique index can still catch a race the pre-check missed; the caller's

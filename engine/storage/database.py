@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -45,3 +47,51 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 def is_sqlite(engine_or_conn) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+    """INSERT many rows that share their keys, as fast as the database takes them.
+
+    What `conn.execute(table.insert(), rows)` does, without SQLAlchemy's per-row parameter
+    bookkeeping (about a fifth of the bulk path's time): each column's bind processor is
+    fetched once (and a value shared by the rows, such as the batch's moment, converted
+    once); SQLite then gets the driver's executemany, PostgreSQL a COPY (one stream instead
+    of a statement per row).
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    keys = list(rows[0])
+    if dialect.name == "postgresql":
+        order = keys
+    else:
+        compiled = table.insert().compile(dialect=dialect, column_keys=keys)
+        order = list(compiled.positiontup)
+    take = operator.itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+    process = [(i, table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+               for i, key in enumerate(order)]
+    active = [(i, p) for i, p in process if p is not None]
+    params = [take(row) for row in rows]
+    if active:
+        processed, last = [], {}  # a batch shares its moments: convert each once
+        for values in params:
+            values = list(values)
+            for i, p in active:
+                value = values[i]
+                seen = last.get(i)
+                if seen is not None and seen[0] is value:
+                    values[i] = seen[1]
+                else:
+                    values[i] = converted = p(value)
+                    last[i] = (value, converted)
+            processed.append(tuple(values))
+        params = processed
+    if dialect.name != "postgresql":
+        conn.exec_driver_sql(compiled.string, params)
+        return
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(key) for key in order)
+    with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(
+            f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+        for values in params:
+            copy.write_row(values)
