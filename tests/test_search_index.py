@@ -232,3 +232,34 @@ def test_a_refused_bulk_load_leaves_the_index_as_it_was(crm):
     lead(crm, **{"full_name": "Sonraki Kayıt"})
     assert found(crm, "lead", "sonraki") == ["Sonraki Kayıt"]
     assert index_rows(crm, "lead") in (None, 1)
+
+
+def test_text_many_records_hold_walks_the_list_and_counts_through_the_index(crm, monkeypatch):
+    """Above SEARCH_HITS_TO_SORT hits, the page comes from walking the list's own order
+    (sorting every hit would cost more) and the count from the index's hits joined as
+    they come; rows, order, pages and count are the same as through the index."""
+    from engine.query import listing
+
+    ids = [lead(crm, **{"full_name": f"Ortak Müşteri {i}"})["id"] for i in range(8)]
+    lead(crm, **{"full_name": "Başka Biri"})
+    crm.records.archive("lead", ids[3])
+
+    def walk(size: int) -> tuple[list[int], int | None]:
+        seen, cursor, count = [], None, None
+        while True:
+            page = crm.records.list("lead", ListRequest(search="ortak müş", size=size,
+                                                        cursor=cursor))
+            count = count if count is not None else page.count
+            seen += [r["id"] for r in page.rows]
+            cursor = page.next
+            if not cursor:
+                return seen, count
+
+    through_index = walk(3)
+    monkeypatch.setattr(listing, "SEARCH_HITS_TO_SORT", 2)
+    with crm.db.connect() as conn:
+        assert search_index.common(conn, crm.model.entity("lead"), crm.records.table("lead"),
+                                   "ortak müş", 2)
+    walked = walk(3)
+    assert walked == through_index
+    assert sorted(walked[0]) == sorted(i for i in ids if i != ids[3]) and walked[1] == 7

@@ -20,11 +20,15 @@ from engine.fields.base import FieldValueError
 from engine.fields.builtin import normalise_digits, searched_digits
 from engine.i18n.text import contains_folded
 
+from . import search_index
 from .conditions import check_condition, to_sql
-from .search_index import candidates
+from .search_index import candidates, implies_match
 
 MAX_PAGE_SIZE = 500
 COUNT_CAP = 10_000
+#: A search whose text more rows hold than this walks the list's order instead of sorting
+#: every hit the search index finds.
+SEARCH_HITS_TO_SORT = 5_000
 
 
 class QueryError(ValueError):
@@ -151,12 +155,13 @@ def keyset_after(columns, values) -> sa.ColumnElement[bool]:
 
 
 def search_condition(entity: Entity, table: sa.Table, text: str,
-                     hidden: frozenset[str] = frozenset(),
-                     dialect: str = "sqlite") -> sa.ColumnElement[bool]:
+                     hidden: frozenset[str] = frozenset(), dialect: str = "sqlite",
+                     indexed: bool = True) -> sa.ColumnElement[bool]:
     """Case-insensitive match on searchable fields; phones match on their digits.
 
-    The exact per-field match is AND-ed with the search index's candidates, so the
-    database reaches the few matching rows through the index instead of reading them all.
+    `indexed`: the rows come from the search index, so the database reaches the few
+    matching rows without reading them all; the exact per-field match is AND-ed to the
+    index's candidates unless they surely match already (`search_index.implies_match`).
     """
     text = text.strip()
     parts = []
@@ -176,17 +181,21 @@ def search_condition(entity: Entity, table: sa.Table, text: str,
             parts.append(table.c[key] == int(normalise_digits(text)))
     if not parts:
         return sa.false()
-    indexed = candidates(entity, table, text, dialect)
     exact = sa.or_(*parts)
-    return exact if indexed is None else sa.and_(indexed, exact)
+    lookup = candidates(entity, table, text, dialect) if indexed else None
+    if lookup is None:
+        return exact
+    return lookup if implies_match(entity, text, hidden) else sa.and_(lookup, exact)
 
 
 def build_select(entity: Entity, table: sa.Table, request: ListRequest,
                  scope: sa.ColumnElement[bool] | None = None,
-                 hidden: frozenset[str] = frozenset(), dialect: str = "sqlite"):
+                 hidden: frozenset[str] = frozenset(), dialect: str = "sqlite",
+                 indexed: bool = True, source=None):
     """The filtered statement (without order and limit) and its checked conditions, for
-    the database `dialect` (which search index a search goes through)."""
-    stmt = sa.select(table)
+    the database `dialect` (which search index a search goes through; `indexed=False`
+    leaves the index out). `source` replaces the table in FROM (a join to search hits)."""
+    stmt = sa.select(table) if source is None else sa.select(table).select_from(source)
     for condition in request.where:
         problems = check_condition(entity, condition)
         if problems:
@@ -197,7 +206,9 @@ def build_select(entity: Entity, table: sa.Table, request: ListRequest,
             raise QueryError("invalid filter", {condition.get("field", "_filter"): str(exc)}) \
                 from None
     if request.search:
-        stmt = stmt.where(search_condition(entity, table, request.search, hidden, dialect))
+        if source is None or not implies_match(entity, request.search, hidden):
+            stmt = stmt.where(search_condition(entity, table, request.search, hidden,
+                                               dialect, indexed and source is None))
     if not request.include_archived:
         stmt = stmt.where(table.c.archived_at.is_(None))
     if scope is not None:
@@ -208,11 +219,19 @@ def build_select(entity: Entity, table: sa.Table, request: ListRequest,
 def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: ListRequest,
                  to_record, scope: sa.ColumnElement[bool] | None = None,
                  hidden: frozenset[str] = frozenset()) -> Page:
-    """One keyset page of records plus an exact or capped count."""
+    """One keyset page of records plus an exact or capped count.
+
+    A search for text that many rows hold (more than SEARCH_HITS_TO_SORT) walks the list's
+    own order and tests each row, which fills a page sooner than fetching every hit from
+    the search index and sorting them; rarer text goes through the index.
+    """
     size = request.size
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise QueryError("invalid page size", {"_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
-    base = build_select(entity, table, request, scope, hidden, conn.dialect.name)
+    dialect = conn.dialect.name
+    common = bool(request.search) and search_index.common(conn, entity, table, request.search,
+                                                          SEARCH_HITS_TO_SORT)
+    base = build_select(entity, table, request, scope, hidden, dialect, indexed=not common)
     columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
     stmt = base
     if request.cursor:
@@ -226,7 +245,12 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
     next_cursor = encode_cursor([rows[-1][c.name] for c, _ in columns]) if more else None
     page = Page(rows=[to_record(row) for row in rows], next=next_cursor)
     if request.count:
-        capped = base.with_only_columns(table.c.id).limit(COUNT_CAP + 1).subquery()
+        counted = base
+        if common:  # count through the index: its hits, joined as they come (SQLite)
+            source = search_index.count_source(entity, table, request.search, dialect)
+            counted = build_select(entity, table, request, scope, hidden, dialect,
+                                   source=source)
+        capped = counted.with_only_columns(table.c.id).limit(COUNT_CAP + 1).subquery()
         total = conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
         if total > COUNT_CAP:
             page.at_least = COUNT_CAP

@@ -241,14 +241,60 @@ def _lookup_postgresql(entity: Entity, table: sa.Table, found) -> sa.ColumnEleme
                              _like_pattern(term)) for kind, term in found])
 
 
-def _lookup_sqlite(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
+def _fts_lookups(entity: Entity, found) -> list[sa.Select]:
+    """One `SELECT rowid FROM kv_search_<table> WHERE doc LIKE …` per term. FTS5 takes
+    LIKE without ESCAPE: a typed wildcard is left a wildcard, which only widens the
+    candidates (the per-field match then decides)."""
     fts = sa.table(fts_table(entity), sa.column("rowid"), sa.column("doc"))
-    # FTS5 takes LIKE without ESCAPE: a typed wildcard is left a wildcard, which only
-    # widens the candidates (the per-field match decides)
-    lookups = [sa.select(fts.c.rowid).where(fts.c.doc.like(
+    return [sa.select(fts.c.rowid).where(fts.c.doc.like(
         "%" + (_sqlite_fold(term) if kind == "text" else term) + "%"))
         for kind, term in found]
+
+
+def _lookup_sqlite(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
+    lookups = _fts_lookups(entity, found)
     return table.c.id.in_(lookups[0] if len(lookups) == 1 else sa.union(*lookups))
+
+
+def implies_match(entity: Entity, text: str, hidden: frozenset[str] = frozenset()) -> bool:
+    """Whether a row the index finds surely matches the exact per-field search, so the
+    per-field check can be left out: one text term (no digits of a phone apart), no
+    typed wildcard, no number compared whole, no field the user may not see. (On SQLite
+    the trigram index also folds case beyond ASCII — `Ä` finds `ä` — a little kinder
+    than the per-field match, never stricter.)"""
+    if len(terms(entity, text)) != 1 or any(c in text for c in "%_\\\n"):
+        return False
+    if any(kind == "number" for _, kind in search_columns(entity)):
+        return False
+    return not (hidden & set(entity.search_fields))
+
+
+def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
+           limit: int) -> bool:
+    """Whether more than `limit` rows hold the text: then walking the list's own order
+    and testing each row finds a page sooner than fetching and sorting every hit. Asked
+    of the index alone, which stops counting at the limit."""
+    found = terms(entity, text)
+    if not found or not search_columns(entity) or not available(conn.dialect.name):
+        return False
+    if conn.dialect.name == "postgresql":
+        hits = sa.select(table.c.id).where(_lookup_postgresql(entity, table, found))
+    else:
+        lookups = _fts_lookups(entity, found)
+        hits = lookups[0] if len(lookups) == 1 else sa.union(*lookups)
+    counted = sa.select(sa.func.count()).select_from(hits.limit(limit + 1).subquery())
+    return conn.execute(counted).scalar_one() > limit
+
+
+def count_source(entity: Entity, table: sa.Table, text: str, dialect: str):
+    """SQLite: the table joined to the index's hits for the search (a count that stops at
+    its cap reads hits as they come instead of gathering them all first), or None."""
+    found = terms(entity, text)
+    if dialect != "sqlite" or not found or not search_columns(entity) or not sqlite_supported():
+        return None
+    lookups = _fts_lookups(entity, found)
+    hits = (lookups[0] if len(lookups) == 1 else sa.union(*lookups)).subquery("hits")
+    return hits.join(table, table.c.id == hits.c.rowid)
 
 
 def candidates(entity: Entity, table: sa.Table, text: str,
