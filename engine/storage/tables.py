@@ -277,15 +277,17 @@ def entity_indexes(entity: Entity, table: sa.Table) -> list[sa.Index]:
     indexes = [
         sa.Index(index_name("ix", t, "created_at"), table.c.created_at, table.c.id),
         sa.Index(index_name("ix", t, "updated_at"), table.c.updated_at, table.c.id),
-        sa.Index(index_name("ix", t, "owner"), table.c.owner),
         sa.Index(index_name("ix", t, "team"), table.c.team),
     ]
     if entity.stage_field and entity.stage_field in table.c:
         # "my records in this stage, newest first / within these dates": the list sales
-        # and operations people open all day, answered by one range read
+        # and operations people open all day, answered by one range read (and, by its
+        # first column, everything else asked by owner)
         indexes.append(sa.Index(index_name("ix", t, "owner", entity.stage_field),
                                 table.c.owner, table.c[entity.stage_field],
                                 table.c.created_at, table.c.id))
+    else:
+        indexes.append(sa.Index(index_name("ix", t, "owner"), table.c.owner))
     for field in entity.user_fields.values():
         for position, storage in enumerate(field.field_type.columns(field)):
             if storage.unique or (position == 0 and field.unique):
