@@ -119,6 +119,10 @@ def test_upload_download_and_delete_a_file(client, crm):
                 content_type="multipart/form-data")
     page = client.get(f"/account/{account['id']}?tab=files").get_data(as_text=True)
     file_id = re.search(r'href="/files/(\d+)">teklif.pdf', page).group(1)
+    general = client.get(f"/account/{account['id']}").get_data(as_text=True)
+    badge = r'data-testid="tab-files">Files\s*<span class="badge text-bg-light">1</span>'
+    assert re.search(badge, page) and re.search(badge, general)  # every tab counts the files
+    assert "teklif.pdf" not in general  # but only the files tab lists them
     download = client.get(f"/files/{file_id}")
     assert download.data == b"%PDF-1.4 demo"
     download.close()

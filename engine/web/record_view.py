@@ -62,8 +62,9 @@ class DetailView:
     tabs: list[Tab]
     active: str
     titles: Titles
-    history: list[HistoryRow]
-    files: list[dict]
+    history: list[HistoryRow]  # read only when a history tab is the active one
+    files: list[dict]  # read only when the files tab is the active one
+    file_count: int  # every tab's header shows it
     favourite: bool
     can_edit: bool
     can_delete: bool
@@ -89,12 +90,17 @@ TAB_LABELS = {"general": "General", "related": "Related", "files": "Files",
 
 
 def build_detail(entity: Entity, record_id: int, actor: Actor, active: str | None) -> DetailView:
+    """The detail screen. Only the active tab is rendered, so only its related lists, its
+    history or its files are read; every tab's header needs just the number of files."""
     k = kervan()
     record = k.records.get(entity.key, record_id, actor=actor)
     hidden = k.permissions.field_access(actor, entity).hidden
     titles = Titles()
     titles.load_rows(entity, [record], list(entity.fields))
     spec_tabs = entity.detail_spec.get("tabs") or _default_tabs(entity)
+    if not any(spec["key"] == active for spec in spec_tabs):
+        active = spec_tabs[0]["key"]
+    builtins = {spec.get("builtin") for spec in spec_tabs if spec["key"] == active}
     tabs = []
     for spec in spec_tabs:
         label = text_in(spec.get("label")) or _(TAB_LABELS.get(spec["key"],
@@ -103,10 +109,10 @@ def build_detail(entity: Entity, record_id: int, actor: Actor, active: str | Non
         tab = Tab(key=spec["key"], label=label, builtin=spec.get("builtin"),
                   sections=[[f for f in section if f not in hidden and f in entity.fields]
                             for section in spec.get("sections", [])])
-        for ref in spec.get("related", []):
-            related = _related(entity, record, ref, actor, titles)
-            if related is not None:
-                tab.related.append(related)
+        if spec["key"] == active:
+            tab.related = [related for ref in spec.get("related", [])
+                           if (related := _related(entity, record, ref, actor, titles))
+                           is not None]
         tabs.append(tab)
     placed = {k for spec in spec_tabs for section in spec.get("sections", []) for k in section}
     rest = [k for k, f in entity.user_fields.items()
@@ -114,15 +120,17 @@ def build_detail(entity: Entity, record_id: int, actor: Actor, active: str | Non
     first = next((t for t in tabs if t.sections), None)
     if rest and first is not None:  # fields added by a pack or the studio show at once
         first.sections.append(rest)
-    active = active if any(t.key == active for t in tabs) else tabs[0].key
     header = [f for f in entity.detail_spec.get("header", []) if f in entity.fields
               and f not in hidden]
     stage = entity.fields.get(entity.stage_field) if entity.stage_field else None
+    favourite, file_count = record_marks(actor, entity, record_id)
     return DetailView(
         entity=entity, record=record, title=compose_title(entity, record), header=header,
         tabs=tabs, active=active, titles=titles,
-        history=history_rows(entity, record_id, actor, titles),
-        files=record_files(entity, record_id), favourite=is_favourite(actor, entity, record_id),
+        history=history_rows(entity, record_id, actor, titles)
+        if builtins & {"history", "stage_history"} else [],
+        files=record_files(entity, record_id) if "files" in builtins else [],
+        file_count=file_count, favourite=favourite,
         can_edit=k.permissions.allows_record(actor, entity, "edit", record),
         can_delete=entity.delete_policy != "never"
         and k.permissions.allows_record(actor, entity, "delete", record),
@@ -238,12 +246,18 @@ def record_files(entity: Entity, record_id: int) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def is_favourite(actor: Actor, entity: Entity, record_id: int) -> bool:
-    table = kervan().tables.tables["kv_favourite"]
+def record_marks(actor: Actor, entity: Entity, record_id: int) -> tuple[bool, int]:
+    """Whether the record is the actor's favourite, and how many files it has: one query."""
+    favourites, files = kervan().tables.tables["kv_favourite"], kervan().tables.tables["kv_file"]
+    favourite = sa.exists().where(favourites.c.user_id == actor.user_id,
+                                  favourites.c.entity == entity.key,
+                                  favourites.c.record_id == record_id)
+    file_count = sa.select(sa.func.count()).select_from(files).where(
+        files.c.entity == entity.key, files.c.record_id == record_id).scalar_subquery()
     with kervan().db.connect() as conn:
-        return conn.execute(sa.select(table.c.record_id).where(
-            table.c.user_id == actor.user_id, table.c.entity == entity.key,
-            table.c.record_id == record_id)).first() is not None
+        row = conn.execute(sa.select(favourite.label("favourite"),
+                                     file_count.label("files"))).one()
+    return bool(row.favourite), int(row.files)
 
 
 def record_recent(actor: Actor, entity: Entity, record_id: int) -> None:
