@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -50,6 +50,8 @@ class User:
     active: bool
     roles: list[str]
     teams: list[str]
+    #: The ids of `teams`, lowest first, when read with them (None: `actor` looks them up).
+    team_ids: list[int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def display_name(self) -> str:
@@ -152,41 +154,67 @@ class Users:
     def get(self, user_id: int) -> User:
         users = self._t("kv_user")
         with self.kervan.db.connect() as conn:
-            row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
-            if row is None:
-                raise RecordError(f"user #{user_id} does not exist")
-            return self._user(conn, row)
+            found = self._read(conn, users.c.id == user_id)
+        if not found:
+            raise RecordError(f"user #{user_id} does not exist")
+        return found[0][0]
 
     def by_username(self, username: str) -> User | None:
         users = self._t("kv_user")
         with self.kervan.db.connect() as conn:
-            row = conn.execute(sa.select(users).where(
-                users.c.username == (username or "").strip().lower())).mappings().first()
-            return self._user(conn, row) if row else None
+            found = self._read(conn, users.c.username == (username or "").strip().lower())
+        return found[0][0] if found else None
 
     def all(self) -> list[User]:
-        users = self._t("kv_user")
         with self.kervan.db.connect() as conn:
-            rows = conn.execute(sa.select(users).order_by(users.c.username)).mappings().all()
-            return [self._user(conn, row) for row in rows]
+            return [user for user, _row in self._read(conn, sa.true())]
 
-    def _user(self, conn, row) -> User:
-        roles_t, links, teams = (self._t("kv_user_role"), self._t("kv_user_team"),
-                                 self._t("kv_team"))
-        roles = conn.execute(sa.select(roles_t.c.role).where(roles_t.c.user_id == row["id"])
-                             .order_by(roles_t.c.role)).scalars().all()
-        team_keys = conn.execute(sa.select(teams.c.key).join(links, links.c.team_id == teams.c.id)
-                                 .where(links.c.user_id == row["id"])
-                                 .order_by(teams.c.key)).scalars().all()
-        return User(id=row["id"], username=row["username"], email=row["email"],
-                    full_name=row["full_name"], language=row["language"] or "en",
-                    active=bool(row["active"]), roles=list(roles), teams=list(team_keys))
+    def _read(self, conn, where, via: sa.Table | None = None,
+              via_columns: tuple[str, ...] = ()) -> list[tuple[User, sa.Row]]:
+        """Users matching `where`, by username, each with its roles, team keys and team ids,
+        in one query: a row per role (one with no role when it has none) united with a row
+        per team. `via` is a table joined on its `user_id` (a session or an API token),
+        which `where` may test; its `via_columns` come with each user as `via_<name>`."""
+        users, roles_t, links, teams = (self._t("kv_user"), self._t("kv_user_role"),
+                                        self._t("kv_user_team"), self._t("kv_team"))
+        source = users if via is None else via.join(users, users.c.id == via.c.user_id)
+        head = [users.c.id, users.c.username, users.c.email, users.c.full_name,
+                users.c.language, users.c.active,
+                *[via.c[name].label(f"via_{name}") for name in via_columns]]
+        stmt = sa.union_all(
+            sa.select(*head, sa.literal_column("0").label("kind"),
+                      roles_t.c.role.label("value"), sa.null().label("team_id"))
+            .select_from(source.outerjoin(roles_t, roles_t.c.user_id == users.c.id))
+            .where(where),
+            sa.select(*head, sa.literal_column("1"), teams.c.key, teams.c.id)
+            .select_from(source.join(links, links.c.user_id == users.c.id)
+                         .join(teams, teams.c.id == links.c.team_id))
+            .where(where))
+        stmt = stmt.order_by(*[stmt.selected_columns[k] for k in ("username", "kind", "value")])
+        found: dict[int, tuple[User, sa.Row]] = {}
+        for row in conn.execute(stmt):
+            if row.id not in found:
+                found[row.id] = (User(id=row.id, username=row.username, email=row.email,
+                                      full_name=row.full_name, language=row.language or "en",
+                                      active=bool(row.active), roles=[], teams=[],
+                                      team_ids=[]), row)
+            user = found[row.id][0]
+            if row.kind == 0 and row.value is not None:
+                user.roles.append(row.value)
+            elif row.kind == 1:
+                user.teams.append(row.value)
+                user.team_ids.append(row.team_id)
+        for user, _row in found.values():
+            user.team_ids.sort()
+        return list(found.values())
 
     def actor(self, user: User) -> Actor:
-        links = self._t("kv_user_team")
-        with self.kervan.db.connect() as conn:
-            team_ids = conn.execute(sa.select(links.c.team_id).where(
-                links.c.user_id == user.id).order_by(links.c.team_id)).scalars().all()
+        team_ids = user.team_ids
+        if team_ids is None:
+            links = self._t("kv_user_team")
+            with self.kervan.db.connect() as conn:
+                team_ids = conn.execute(sa.select(links.c.team_id).where(
+                    links.c.user_id == user.id).order_by(links.c.team_id)).scalars().all()
         return Actor(user_id=user.id, username=user.username, roles=frozenset(user.roles),
                      team_id=team_ids[0] if team_ids else None, team_ids=frozenset(team_ids),
                      language=user.language)
@@ -230,22 +258,25 @@ class Users:
         return token
 
     def session_user(self, token: str | None) -> User | None:
-        """The active user of a live session, or None."""
+        """The active user of a live session, or None: one query (and a write at most every
+        five minutes, to keep the session alive)."""
         if not token:
             return None
         sessions = self._t("kv_session")
         with self.kervan.db.connect() as conn:
-            row = conn.execute(sa.select(sessions).where(
-                sessions.c.token_hash == _hash(token), sessions.c.ended_at.is_(None))
-            ).mappings().first()
-        if row is None or _aware(row["last_seen_at"] or row["created_at"]) < _now() - SESSION_IDLE:
+            found = self._read(conn, sa.and_(sessions.c.token_hash == _hash(token),
+                                             sessions.c.ended_at.is_(None)),
+                               via=sessions, via_columns=("id", "created_at", "last_seen_at"))
+        if not found:
             return None
-        user = self.get(row["user_id"])
+        user, row = found[0]
+        if _aware(row.via_last_seen_at or row.via_created_at) < _now() - SESSION_IDLE:
+            return None
         if not user.active:
             return None
-        if _aware(row["last_seen_at"]) < _now() - dt.timedelta(minutes=5):
+        if _aware(row.via_last_seen_at) < _now() - dt.timedelta(minutes=5):
             with self._write() as conn, conn.begin():
-                conn.execute(sessions.update().where(sessions.c.id == row["id"])
+                conn.execute(sessions.update().where(sessions.c.id == row.via_id)
                              .values(last_seen_at=_now()))
         return user
 
@@ -274,16 +305,16 @@ class Users:
         return token
 
     def token_user(self, token: str | None) -> User | None:
+        """The active user of an API token that is not revoked, or None: one query."""
         if not token:
             return None
         tokens = self._t("kv_api_token")
         with self.kervan.db.connect() as conn:
-            row = conn.execute(sa.select(tokens).where(tokens.c.token_hash == _hash(token),
-                                                       tokens.c.revoked_at.is_(None))
-                               ).mappings().first()
-        if row is None:
+            found = self._read(conn, sa.and_(tokens.c.token_hash == _hash(token),
+                                             tokens.c.revoked_at.is_(None)), via=tokens)
+        if not found:
             return None
-        user = self.get(row["user_id"])
+        user = found[0][0]
         return user if user.active else None
 
     def revoke_token(self, token_or_prefix: str) -> int:
