@@ -163,11 +163,12 @@ def option_label(field: Field, key: str | None) -> str:
 
 
 class Titles:
-    """Record titles and user names for a page, fetched in one query per entity."""
+    """Record titles, user names and team names for a page, fetched in one query per entity
+    (all users and all teams in one query each, when the page first needs one)."""
 
     def __init__(self):
         self._titles: dict[tuple[str, int], str] = {}
-        self._users: dict[int, str] | None = None
+        self._names: dict[str, dict[int, str | None]] = {}  # kv_user and kv_team
 
     def load(self, entity_key: str, ids) -> None:
         # ids may come from a query string (`?account=5`): only whole numbers are looked up
@@ -202,14 +203,24 @@ class Titles:
         return self._titles.get((entity_key, record_id), f"#{record_id}")
 
     def user(self, user_id: int | None) -> str:
-        if user_id is None:
+        return self._name("kv_user", user_id, ("full_name", "username"))
+
+    def team(self, team_id: int | None) -> str:
+        return self._name("kv_team", team_id, ("name",))
+
+    def _name(self, table_name: str, row_id: int | None, columns: tuple[str, ...]) -> str:
+        """A user's or team's name: the first of `columns` that is set. The whole table is
+        read once, when the page first needs one of its names."""
+        if row_id is None:
             return ""
-        if self._users is None:
-            table = kervan().tables.tables["kv_user"]
+        names = self._names.get(table_name)
+        if names is None:
+            table = kervan().tables.tables[table_name]
             with kervan().db.connect() as conn:
-                self._users = {r.id: r.full_name or r.username for r in conn.execute(
-                    sa.select(table.c.id, table.c.full_name, table.c.username))}
-        return self._users.get(user_id, f"#{user_id}")
+                rows = conn.execute(sa.select(table.c.id, *[table.c[c] for c in columns]))
+                names = self._names[table_name] = {
+                    row[0]: next((value for value in row[1:] if value), None) for row in rows}
+        return names.get(row_id) or f"#{row_id}"
 
 
 def title_fields(entity: Entity) -> list[str]:
@@ -262,16 +273,8 @@ def display(entity: Entity, key: str, record: dict, titles: Titles) -> str:
     if kind == "user":
         return titles.user(value)
     if kind == "team":
-        return team_name(value)
+        return titles.team(value)
     if kind == "child_table":
         return digits(len(value))
     return str(value)
 
-
-def team_name(team_id: int | None) -> str:
-    if team_id is None:
-        return ""
-    table = kervan().tables.tables["kv_team"]
-    with kervan().db.connect() as conn:
-        name = conn.execute(sa.select(table.c.name).where(table.c.id == team_id)).scalar()
-    return name or f"#{team_id}"
