@@ -144,3 +144,38 @@ def test_session_cookie_needs_csrf_header_for_writes(app):
                                             "email": "x@ex.com"},
                       headers={"X-CSRFToken": fresh})
     assert ok.status_code == 201
+
+
+def test_json_records_are_marshmallows_own_dump_byte_for_byte(crm, app):
+    """The API dumps a page through `dump_records`, not marshmallow's per-value lookups:
+    the same bytes for every field type, lines, hidden fields and keys a record lacks."""
+    from werkzeug.datastructures import MultiDict
+
+    from engine.query.params import parse_list_args
+    from engine.web.schemas import dump_records, entity_schema
+
+    account = crm.records.create("account", {"name": "Ölçü A.Ş.", "kind": "individual",
+                                             "tags": ["vip"], "credit_limit": "1500.50"})
+    quote = crm.records.create("quote", {"account": account["id"], "currency": "try",
+                                         "quote_date": "2026-01-05", "lines": [
+                                             {"description": "Vana", "quantity": 2.5},
+                                             {"description": "Boru", "quantity": 1}]})
+    crm.records.create("product", {"name": "Pres", "price": {"amount": "12.30",
+                                                             "currency": "TRY"},
+                                   "cost": {"amount": "9.99", "currency": "TRY"}})
+    crm.records.create("lead", {"full_name": "Şule Işık", "source": "other",
+                                "email": "sule@example.com", "estimated_value": "10"})
+    with app.app_context():
+        for username in ("admin", "ayse"):  # ayse may not see a product's cost
+            actor = crm.users.actor(crm.users.by_username(username))
+            for key in ("account", "quote", "product", "lead"):
+                entity = crm.model.entity(key)
+                rows = crm.records.list(key, parse_list_args(entity, MultiDict()),
+                                        actor=actor).rows
+                if key == "quote":
+                    rows.append(crm.records.get("quote", quote["id"]))  # with its lines
+                rows.append({"id": 7, "version": 1})  # keys a record lacks are left out
+                schema = entity_schema(crm.model, entity,
+                                       crm.permissions.field_access(actor, entity).hidden)
+                assert app.json.dumps(dump_records(schema, rows)) == \
+                    app.json.dumps(schema.dump(rows, many=True)), (username, key)

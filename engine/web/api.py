@@ -19,7 +19,7 @@ from engine.workflow.conversion import DuplicateFound
 
 from .context import current_actor, kervan
 from .openapi import openapi_document
-from .schemas import entity_schema, load_errors
+from .schemas import dump_records, entity_schema, load_errors
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -73,14 +73,23 @@ def body() -> dict:
     return data
 
 
-def dump(entity: Entity, record: dict) -> dict:
+def visible_schema(entity: Entity):
+    """The entity's schema without the fields hidden from the caller."""
     hidden = kervan().permissions.field_access(current_actor(), entity).hidden
-    return entity_schema(kervan().model, entity, hidden).dump(record)
+    return entity_schema(kervan().model, entity, hidden)
+
+
+def dump(entity: Entity, record: dict) -> dict:
+    return dump_many(entity, [record])[0]
+
+
+def dump_many(entity: Entity, records: list[dict]) -> list[dict]:
+    """Records as the caller sees them, the schema worked out once for all of them."""
+    return dump_records(visible_schema(entity), records)
 
 
 def load(entity: Entity, data: dict, partial: bool) -> dict:
-    hidden = kervan().permissions.field_access(current_actor(), entity).hidden
-    schema = entity_schema(kervan().model, entity, hidden)
+    schema = visible_schema(entity)
     try:
         loaded = schema.load(data, partial=partial)
     except ValidationError as exc:
@@ -89,7 +98,7 @@ def load(entity: Entity, data: dict, partial: bool) -> dict:
 
 
 def page_json(entity: Entity, page: Page) -> dict:
-    out = {"data": [dump(entity, r) for r in page.rows], "next": page.next}
+    out = {"data": dump_many(entity, page.rows), "next": page.next}
     if page.count is not None:
         out["count"] = page.count
     else:
@@ -287,7 +296,7 @@ def related(entity_key: str, record_id: int, relation: str):
     if field is not None and field.type == "child_table":
         child = kervan().model.entity(field.spec["entity"])
         lines = parent.get(relation) or []
-        return jsonify({"data": [dump(child, line) for line in lines], "next": None,
+        return jsonify({"data": dump_many(child, lines), "next": None,
                         "count": len(lines)})
     problems = related_problems(kervan().model, entity, relation)
     if problems:

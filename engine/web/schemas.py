@@ -6,7 +6,7 @@ record service and the OpenAPI document share one definition of every value.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, missing
 
 from engine.definitions.model import Entity, Field, Model
 from engine.fields.base import FieldValueError
@@ -24,7 +24,7 @@ class KervanField(fields.Field):
         f = self.meta_field
         if f.type == "child_table":
             child = entity_schema(self.model, self.model.entity(f.spec["entity"]))
-            return child.dump(value or [], many=True)
+            return dump_records(child, value or [])
         return f.field_type.to_json(f, value)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -56,6 +56,28 @@ def entity_schema(model: Model, entity: Entity, hidden: frozenset[str] = frozens
             _CACHE.clear()
         _CACHE[key] = schema
     return schema
+
+
+def dump_records(schema: Schema, records: list[dict]) -> list[dict]:
+    """`schema.dump(records, many=True)` for a schema of `entity_schema`, with the same
+    result, faster: its fields are listed once, and a record being a dict, each value is
+    read from it directly rather than through marshmallow's lookup for every value (a key
+    the record lacks still goes through marshmallow, which leaves it out)."""
+    plan = [(name, field.data_key or name, field,
+             field.attribute is None and "." not in name)
+            for name, field in schema.dump_fields.items()]
+    out = []
+    for record in records:
+        data, is_dict = {}, isinstance(record, dict)
+        for name, key, field, direct in plan:
+            if direct and is_dict and name in record:
+                data[key] = field._serialize(record[name], name, record)
+                continue
+            value = field.serialize(name, record, accessor=schema.get_attribute)
+            if value is not missing:
+                data[key] = value
+        out.append(data)
+    return out
 
 
 def load_errors(error: ValidationError) -> dict[str, str]:
