@@ -407,20 +407,22 @@ def delete_file(file_id: int):
 
 @bp.app_template_global()
 def notifications() -> dict:
-    """The signed-in user's latest notifications (deal won, task assigned…)."""
+    """The signed-in user's latest notifications (deal won, task assigned…), with the
+    number of unread ones on each row: one query (a user without any has none unread)."""
     from .display import format_datetime
 
     actor = current_actor()
     table = kervan().tables.tables["kv_notification"]
+    unread = sa.select(sa.func.count()).select_from(table).where(
+        table.c.user_id == actor.user_id, table.c.read_at.is_(None)).scalar_subquery()
     with kervan().db.connect() as conn:
-        rows = conn.execute(sa.select(table).where(table.c.user_id == actor.user_id)
+        rows = conn.execute(sa.select(table, unread.label("unread"))
+                            .where(table.c.user_id == actor.user_id)
                             .order_by(table.c.id.desc()).limit(8)).mappings().all()
-        unread = conn.execute(sa.select(sa.func.count()).select_from(table).where(
-            table.c.user_id == actor.user_id, table.c.read_at.is_(None))).scalar_one()
     items = [{"id": r["id"], "message": r["message"], "read_at": r["read_at"],
               "when": format_datetime(r["created_at"] if r["created_at"].tzinfo else
                                       r["created_at"].replace(tzinfo=dt.UTC))} for r in rows]
-    return {"entries": items, "unread": unread}
+    return {"entries": items, "unread": rows[0]["unread"] if rows else 0}
 
 
 @bp.get("/notifications/<int:note_id>")
