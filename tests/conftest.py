@@ -57,12 +57,14 @@ def clean_database(folder: Path, pg_database: str | None) -> str:
     return pg_database
 
 
-def module_crm(folder: Path, pg_database: str | None, **options) -> Kervan:
-    """The base CRM migrated into a database of its own, for a module's shared world."""
+def module_crm(folder: Path, pg_database: str | None, overlays: tuple[Path, ...] = (),
+               **options) -> Kervan:
+    """The base CRM (with `overlays` on top) migrated into a database of its own, for a
+    module's shared world."""
     options.setdefault("timezone", "Europe/Istanbul")
     kervan = Kervan(Settings.from_env(instance=folder / "instance",
                                       database_url=clean_database(folder, pg_database),
-                                      base_metadata=BASE_METADATA, metadata=[],
+                                      base_metadata=BASE_METADATA, metadata=list(overlays),
                                       secret_key="test", **options))
     sync_schema(kervan.db, kervan.model)
     return kervan
