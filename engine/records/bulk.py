@@ -24,6 +24,8 @@ from .errors import RecordError, ValidationFailed
 from .series import next_numbers, period_of
 from .values import check_rules, coerce_input, default_value
 
+#: PostgreSQL: a load of this many rows or more refreshes the table's planner statistics.
+ANALYZE_AFTER = 5_000
 REFERENCE_TABLES = {"user": "kv_user", "team": "kv_team", "attachment": "kv_file"}
 
 
@@ -53,6 +55,11 @@ def bulk_create(service, entity_key: str, rows: list[dict], actor: Actor = SYSTE
             moments = at[start:start + batch_size] if at is not None else None
             ids.extend(_batch(service, c, entity, rows[start:start + batch_size], actor, start,
                               index_search, moments))
+        if c.dialect.name == "postgresql" and len(rows) >= ANALYZE_AFTER:
+            # the planner's picture of the table is from before the load (a table filled
+            # right after it was created looks empty): without fresh statistics the next
+            # load's link checks read the whole table instead of its primary key
+            c.exec_driver_sql(f"ANALYZE {c.dialect.identifier_preparer.quote(entity.table_name)}")
     return ids
 
 
