@@ -108,7 +108,8 @@ class Floor:
     def _search_lookup(self, entity: Entity, text: str, params: dict) -> str | None:
         index = self.search_index.get(entity.table_name)
         text = text.strip()
-        terms = [("text", text)]
+        local, at, _domain = text.partition("@")  # an address: its name part is the rare one
+        terms = [("text", local if at and len(local) >= 3 else text)]
         digits = searched_digits(text)
         if digits and digits != text:
             terms.append(("digits", digits))
@@ -185,7 +186,7 @@ def _search_indexes(raw) -> dict[str, str]:
         return {name.removeprefix("kv_search_"): name for name in names}
     found = {}
     for table, definition in raw.rows("SELECT tablename, indexdef FROM pg_indexes "
-                                      "WHERE indexname LIKE 'sx\\_%'"):
-        start = definition.index("USING gin ((") + len("USING gin ((")
-        found[table] = definition[start:definition.rindex(") gin_trgm_ops)")]
+                                      "WHERE left(indexname, 3) = 'sx_'"):
+        start = definition.index("USING gin (") + len("USING gin (")
+        found[table] = definition[start:definition.rindex(" gin_trgm_ops)")]
     return found

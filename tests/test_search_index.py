@@ -263,3 +263,15 @@ def test_text_many_records_hold_walks_the_list_and_counts_through_the_index(crm,
     walked = walk(3)
     assert walked == through_index
     assert sorted(walked[0]) == sorted(i for i in ids if i != ids[3]) and walked[1] == 7
+
+
+def test_an_email_is_looked_up_by_its_name_part_and_matched_whole(crm):
+    lead(crm, **{"full_name": "Seda Erdoğan", "email": "seda.erdogan28767@gmail.com"})
+    lead(crm, **{"full_name": "Seda Başka", "email": "seda.erdogan28767@yahoo.com"})
+    entity = crm.model.entity("lead")
+    assert search_index.terms(entity, "seda.erdogan28767@gmail.com") == [
+        ("text", "seda.erdogan28767")]
+    assert not search_index.implies_match(entity, "seda.erdogan28767@gmail.com")
+    assert found(crm, "lead", "seda.erdogan28767@gmail.com") == ["Seda Erdoğan"]
+    assert found(crm, "lead", "SEDA.ERDOGAN28767@") == ["Seda Başka", "Seda Erdoğan"]
+    assert found(crm, "lead", "@yahoo.com") == ["Seda Başka"]

@@ -209,7 +209,7 @@ def terms(entity: Entity, text: str) -> list[tuple[str, str]]:
     like, its number; [] when any of them is too short for the index."""
     kinds = {kind for _, kind in search_columns(entity)}
     text = text.strip()
-    out = [("text", text)]
+    out = [("text", _selective_part(text))]
     digits = searched_digits(text)
     if "digits" in kinds and digits and digits != text:
         out.append(("digits", digits))
@@ -219,6 +219,15 @@ def terms(entity: Entity, text: str) -> list[tuple[str, str]]:
     if any(len(term) < MIN_TERM for _, term in out):
         return []
     return out
+
+
+def _selective_part(text: str) -> str:
+    """What of the typed text the index is asked for. An e-mail address is looked up by
+    its part before the `@`: `gmail.com`'s trigrams are in a third of all records, and
+    reading their lists cost PostgreSQL 14 ms where the name part alone takes 2; the
+    per-field match then checks the whole address."""
+    local, at, _domain = text.partition("@")
+    return local if at and len(local) >= MIN_TERM else text
 
 
 def _like_pattern(term: str) -> str:
@@ -262,11 +271,16 @@ def implies_match(entity: Entity, text: str, hidden: frozenset[str] = frozenset(
     typed wildcard, no number compared whole, no field the user may not see. (On SQLite
     the trigram index also folds case beyond ASCII — `Ä` finds `ä` — a little kinder
     than the per-field match, never stricter.)"""
-    if len(terms(entity, text)) != 1 or any(c in text for c in "%_\\\n"):
+    if terms(entity, text) != [("text", text.strip())] or any(c in text for c in "%_\\\n"):
         return False
     if any(kind == "number" for _, kind in search_columns(entity)):
         return False
     return not (hidden & set(entity.search_fields))
+
+
+def usable(entity: Entity, text: str, dialect: str) -> bool:
+    """Whether a search for `text` can go through the entity's search index."""
+    return bool(search_columns(entity)) and available(dialect) and bool(terms(entity, text))
 
 
 def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
@@ -274,9 +288,9 @@ def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
     """Whether more than `limit` rows hold the text: then walking the list's own order
     and testing each row finds a page sooner than fetching and sorting every hit. Asked
     of the index alone, which stops counting at the limit."""
-    found = terms(entity, text)
-    if not found or not search_columns(entity) or not available(conn.dialect.name):
+    if not usable(entity, text, conn.dialect.name):
         return False
+    found = terms(entity, text)
     if conn.dialect.name == "postgresql":
         hits = sa.select(table.c.id).where(_lookup_postgresql(entity, table, found))
     else:

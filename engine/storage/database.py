@@ -21,6 +21,10 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    # Every statement planned with its values: psycopg would otherwise prepare a statement
+    # after five runs and PostgreSQL may then keep a generic plan, blind to the search
+    # pattern or the stage asked for (a rare stage and a common one want other plans)
+    kwargs.setdefault("connect_args", {"prepare_threshold": None})
     return sa.create_engine(url, **kwargs)
 
 
