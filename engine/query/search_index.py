@@ -92,16 +92,21 @@ def _fold_sql(expression: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
 
 def document(entity: Entity, table, dialect: str) -> sa.ColumnElement | None:
     """The search document of a row of `table` (an entity table or a trigger's `new`)."""
+    columns = tuple(search_columns(entity))
+    return _document(table, columns, dialect) if columns else None
+
+
+@functools.lru_cache(maxsize=512)
+def _document(table, columns: tuple[tuple[str, str], ...], dialect: str) -> sa.ColumnElement:
+    # built once per table and shape: a search asks for it for every entity it looks in
     parts = []
-    for column, kind in search_columns(entity):
+    for column, kind in columns:
         value = table.c[column]
         if kind == "number":
             value = sa.cast(value, sa.Text)
         elif kind == "text":
             value = _fold_sql(value, dialect)
         parts.append(sa.func.coalesce(value, _literal("")))
-    if not parts:
-        return None
     doc = parts[0]
     for part in parts[1:]:
         doc = doc.op("||")(_literal(_SEPARATOR)).op("||")(part)
