@@ -117,9 +117,14 @@ def bulk_rows(generation: Generation) -> list[str]:
         lines.append(f"| {name} | {s.rows:,} | {s.engine_rate:,.0f} | {s.raw_rate:,.0f} | "
                      f"{s.engine_seconds / s.raw_seconds if s.raw_seconds else 0:.1f}× | "
                      f"{'✓' if met else '✗'} ≥ {BULK_TARGET:,}/s |")
-    lines += ["", f"Generated in {generation.seconds / 60:.0f} min; putting the creation "
-              f"dates back over three years took {total.backdate_seconds:.0f} s of it, "
-              f"outside the bulk timing (see the findings)."]
+    if total.backdate_seconds >= 0.5:
+        spread = (f"putting the creation dates back over three years took "
+                  f"{total.backdate_seconds:.0f} s of it, outside the bulk timing")
+    else:
+        spread = "records carry creation dates over three years through `bulk_create(at=…)`"
+    lines += ["", f"Generated in {generation.seconds / 60:.0f} min; {spread}. The raw floor "
+              f"writes the same rows into tables with the same B-tree indexes but no search "
+              f"index, which the bulk path keeps up to date."]
     return lines
 
 
