@@ -299,3 +299,23 @@ def test_moments_are_shown_in_the_company_time_zone(csrf_free_app, crm):
     client = sign_in(csrf_free_app.test_client(), "ayse")
     detail = client.get(f"/meeting/{meeting['id']}").get_data(as_text=True)
     assert "23.11.2026 00:30" in detail  # Istanbul is UTC+3: already the next day
+
+
+def test_the_record_count_reads_right_for_one_and_for_many(csrf_free_app, crm):
+    admin = sign_in(csrf_free_app.test_client(), "admin")
+    ayse = sign_in(csrf_free_app.test_client(), "ayse")
+    crm.records.create("lead", {"full_name": "Tek Aday", "source": "referral",
+                                "email": "tek@example.com",
+                                "owner": crm.users.by_username("ayse").id})
+
+    def count_line(client) -> str:
+        page = client.get("/lead/").get_data(as_text=True)
+        return re.search(r'data-testid="record-count">([^<]*)</strong> (\w+)', page).groups()
+
+    assert count_line(admin) == ("1", "record")
+    assert count_line(ayse) == ("1", "kayıt")
+    crm.records.create("lead", {"full_name": "İkinci Aday", "source": "referral",
+                                "email": "iki@example.com",
+                                "owner": crm.users.by_username("ayse").id})
+    assert count_line(admin) == ("2", "records")
+    assert count_line(ayse) == ("2", "kayıt")
