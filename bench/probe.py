@@ -37,7 +37,7 @@ class Statement:
 
     @property
     def is_select(self) -> bool:
-        return self.sql.lstrip().upper().startswith("SELECT")
+        return self.sql.lstrip().upper().startswith(("SELECT", "WITH"))
 
     def reads(self, table: str) -> bool:
         """Whether the statement selects from `table` (not a join on another table's key)."""
@@ -54,6 +54,7 @@ class SqlRecorder:
     """
 
     def __init__(self, engine: sa.Engine):
+        self.engine = engine
         self.statements: list[Statement] | None = None
         sa.event.listen(engine, "before_cursor_execute", self._before)
         sa.event.listen(engine, "after_cursor_execute", self._after)

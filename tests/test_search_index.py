@@ -275,3 +275,32 @@ def test_an_email_is_looked_up_by_its_name_part_and_matched_whole(crm):
     assert found(crm, "lead", "seda.erdogan28767@gmail.com") == ["Seda Erdoğan"]
     assert found(crm, "lead", "SEDA.ERDOGAN28767@") == ["Seda Başka", "Seda Erdoğan"]
     assert found(crm, "lead", "@yahoo.com") == ["Seda Başka"]
+
+
+def test_pages_are_the_same_below_and_above_the_count_cap(crm, monkeypatch):
+    """PostgreSQL reads the count and the page in one statement while the matches fit
+    under the cap, and the usual way beyond it; SQLite always the usual way. Either way
+    the pages hold the same records in the same order."""
+    from engine.query import listing
+
+    for i in range(12):
+        lead(crm, **{"full_name": f"Sayfa {i % 5} Kişi {i}"})
+
+    def walk(**options) -> tuple[list[int], int | None, int | None]:
+        seen, cursor, first = [], None, None
+        while True:
+            page = crm.records.list("lead", ListRequest(size=4, cursor=cursor, **options))
+            first = first or page
+            seen += [r["id"] for r in page.rows]
+            cursor = page.next
+            if not cursor:
+                return seen, first.count, first.at_least
+
+    for options in ({"sort": listing.parse_sort(crm.model.entity("lead"), "full_name")},
+                    {"search": "sayfa"}, {}):
+        below = walk(**options)
+        monkeypatch.setattr(listing, "COUNT_CAP", 5)
+        above = walk(**options)
+        monkeypatch.undo()
+        assert below[0] == above[0] and len(below[0]) == 12
+        assert (below[1], below[2]) == (12, None) and (above[1], above[2]) == (None, 5)
