@@ -38,6 +38,10 @@ def hits_to_sort(size: int) -> int:
     return min(SEARCH_HITS_TO_SORT, 100 * size)
 
 
+#: PostgreSQL: a list with at most this many matches reads them all and sorts them.
+FENCE = 5_000
+
+
 class QueryError(ValueError):
     """A list request that cannot be answered; `fields` names what is wrong."""
 
@@ -237,16 +241,8 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
         raise QueryError("invalid page size", {"_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
     dialect = conn.dialect.name
     searched = bool(request.search) and search_index.usable(entity, request.search, dialect)
-    columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
-    after = decode_cursor(request.cursor, columns) if request.cursor else None
     total = None
-    if request.count and dialect == "postgresql":
-        total, rows = _count_and_page(conn, entity, table, request, scope, hidden, columns,
-                                      after)
-        if total <= COUNT_CAP:
-            return _page(rows, size, columns, to_record, total)
-        common = searched  # more than the cap hold the text: walk the list's order
-    elif request.count:  # first: how many match decides how the page is read
+    if request.count:  # first: how many match decides how the page is read
         source = (search_index.count_source(entity, table, request.search, dialect)
                   if searched else None)
         counted = build_select(entity, table, request, scope, hidden, dialect, source=source)
@@ -257,20 +253,19 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
         common = searched and search_index.common(conn, entity, table, request.search,
                                                   hits_to_sort(size))
     stmt = build_select(entity, table, request, scope, hidden, dialect, indexed=not common)
-    if after is not None:
-        stmt = stmt.where(keyset_after(columns, after))
-    rows = conn.execute(stmt.order_by(*_order(columns)).limit(size + 1)).mappings().all()
-    return _page(rows, size, columns, to_record, total)
-
-
-def _order(columns) -> list:
-    """ORDER BY with NULLS LAST only where NULLs can be: a plain order lets an index serve
-    the first page."""
-    return [(c.desc() if d else c.asc()).nulls_last() if c.nullable else
-            (c.desc() if d else c.asc()) for c, d in columns]
-
-
-def _page(rows, size: int, columns, to_record, total: int | None) -> Page:
+    columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
+    if request.cursor:
+        stmt = stmt.where(keyset_after(columns, decode_cursor(request.cursor, columns)))
+    if dialect == "postgresql" and total is not None and total <= FENCE:
+        # Few matches: read them all (the count just did, by the filters' best index) and
+        # sort. Left to itself, PostgreSQL may walk the sort column's index hoping to meet
+        # matches early — 30,000 rows for a page of 51 when a filter's values go together.
+        fenced = stmt.cte("matches").prefix_with("MATERIALIZED")
+        stmt, columns = sa.select(fenced), [(fenced.c[c.name], d) for c, d in columns]
+    # NULLS LAST only where NULLs can be: a plain order lets an index serve the first page
+    order = [(c.desc() if d else c.asc()).nulls_last() if c.nullable else
+             (c.desc() if d else c.asc()) for c, d in columns]
+    rows = conn.execute(stmt.order_by(*order).limit(size + 1)).mappings().all()
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = encode_cursor([rows[-1][c.name] for c, _ in columns]) if more else None
@@ -281,33 +276,3 @@ def _page(rows, size: int, columns, to_record, total: int | None) -> Page:
         else:
             page.count = total
     return page
-
-
-def _count_and_page(conn, entity: Entity, table: sa.Table, request: ListRequest, scope,
-                    hidden, columns, after) -> tuple[int, list]:
-    """PostgreSQL: the capped count and, when the matches fit under the cap, the page out
-    of them — one statement, one pass over the filters' (or the search index's) best path.
-
-    The matches (ids and sort values, at most COUNT_CAP + 1) are fenced in a MATERIALIZED
-    CTE; the page is sorted out of them and joined back to the table. Left to itself,
-    PostgreSQL may instead walk the sort column's index hoping to meet matches early —
-    30,000 rows for a page of 51 when a filter's values go together. Beyond the cap the
-    rows are not a true page (the CTE holds an arbitrary part of the matches); the caller
-    then reads the page its usual way.
-    """
-    names = list(dict.fromkeys(["id", *[c.name for c, _ in columns]]))
-    matches = (build_select(entity, table, request, scope, hidden, "postgresql")
-               .with_only_columns(*[table.c[n] for n in names]).limit(COUNT_CAP + 1)
-               .cte("matches").prefix_with("MATERIALIZED"))
-    fenced = [(matches.c[c.name], d) for c, d in columns]
-    picked = sa.select(matches.c.id)
-    if after is not None:
-        picked = picked.where(keyset_after(fenced, after))
-    picked = picked.order_by(*_order(fenced)).limit(request.size + 1).lateral("picked")
-    totals = sa.select(sa.func.count().label("total")).select_from(matches).subquery("totals")
-    stmt = (sa.select(totals.c.total.label("_kv_total"), table)
-            .select_from(totals.outerjoin(picked, sa.true())
-                         .outerjoin(table, table.c.id == picked.c.id))
-            .order_by(*_order(columns)))
-    rows = conn.execute(stmt).mappings().all()
-    return rows[0]["_kv_total"], [row for row in rows if row["id"] is not None]
