@@ -44,23 +44,47 @@ class folded(FunctionElement):  # noqa: N801 - reads as a function in queries
     inherit_cache = True
 
 
+def fold_sql(expression: sa.ColumnElement, dialect: str,
+             inline: bool = False) -> sa.ColumnElement:
+    """The SQL that folds `expression` on `dialect` (what `folded()` compiles to).
+    `inline` writes the fold's constants into the statement instead of binding them: an
+    index on the expression must read exactly like the queries that use it."""
+    def constant(text: str):
+        return sa.literal_column("'" + text.replace("'", "''") + "'", sa.String()) \
+            if inline else text
+
+    if dialect == "postgresql":
+        pairs = LETTER_FOLDS + DIGIT_FOLDS
+        return sa.func.lower(sa.func.translate(expression,
+                                               constant("".join(s for s, _ in pairs)),
+                                               constant("".join(t for _, t in pairs))))
+    for source, target in LETTER_FOLDS:
+        expression = sa.func.replace(expression, constant(source), constant(target))
+    return sa.func.lower(expression)
+
+
+def fold_like_sqlite(text: str) -> str:
+    """Typed text folded in Python exactly as SQLite's `folded()` folds a column (its
+    lower() knows ASCII letters only)."""
+    for source, target in LETTER_FOLDS:
+        text = text.replace(source, target)
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
 @compiles(folded)
 def _fold_with_replace(element, compiler, **kw):
     (expression,) = element.clauses
-    for source, target in LETTER_FOLDS:
-        expression = sa.func.replace(expression, source, target)
-    return compiler.process(sa.func.lower(expression), **kw)
+    return compiler.process(fold_sql(expression, "sqlite"), **kw)
 
 
 @compiles(folded, "postgresql")
 def _fold_with_translate(element, compiler, **kw):
     (expression,) = element.clauses
-    pairs = LETTER_FOLDS + DIGIT_FOLDS
-    source, target = "".join(s for s, _ in pairs), "".join(t for _, t in pairs)
-    return compiler.process(sa.func.lower(sa.func.translate(expression, source, target)), **kw)
+    return compiler.process(fold_sql(expression, "postgresql"), **kw)
 
 
-def _escape_like(text: str) -> str:
+def escape_like(text: str) -> str:
+    """`text` with LIKE's wildcards and the backslash escaped (for `ESCAPE '\\'`)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -73,4 +97,4 @@ def like_folded(column: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool
 def contains_folded(column: sa.ColumnElement, text: str) -> sa.ColumnElement[bool]:
     """`column` contains `text`, ignoring case the Turkish way, on SQLite and PostgreSQL:
     a drop-in replacement for `column.ilike(f"%{text}%")` in list search."""
-    return like_folded(column, f"%{_escape_like(text)}%")
+    return like_folded(column, f"%{escape_like(text)}%")

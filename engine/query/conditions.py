@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.fields.base import FieldValueError
-from engine.i18n.text import like_folded
+from engine.i18n.text import escape_like, like_folded
 
 if TYPE_CHECKING:
     from engine.definitions.model import Entity, Field
@@ -163,7 +163,7 @@ def to_sql(entity: Entity, condition: dict, table: sa.Table) -> sa.ColumnElement
         return column.in_(values) if op == "in" else sa.or_(column.not_in(values),
                                                              column.is_(None))
     if op in TEXT_OPS:
-        pattern = _escape_like(str(raw))
+        pattern = escape_like(str(raw))
         pattern = f"%{pattern}%" if op == "contains" else f"{pattern}%"
         return like_folded(column, pattern)
     value = _comparable(field, _coerce_operand(field, raw))
@@ -176,19 +176,16 @@ def to_sql(entity: Entity, condition: dict, table: sa.Table) -> sa.ColumnElement
             "gt": column > value, "gte": column >= value}[op]
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
 
 def _tags_sql(column, op: str, raw) -> sa.ColumnElement[bool]:
     """Tag membership, portable across SQLite (JSON text) and PostgreSQL (JSONB)."""
     values = raw if isinstance(raw, list) else [raw]
     text = sa.cast(column, sa.Text)
-    hits = [text.like(f'%"{_escape_like(str(v))}"%', escape="\\") for v in values]
+    hits = [text.like(f'%"{escape_like(str(v))}"%', escape="\\") for v in values]
     if op in ("eq", "contains", "in"):
         return sa.or_(*hits)
     if op in ("ne", "not_in"):
         return sa.or_(column.is_(None), sa.not_(sa.or_(*hits)))
     if op == "startswith":
-        return text.like(f'%"{_escape_like(str(raw))}%', escape="\\")
+        return text.like(f'%"{escape_like(str(raw))}%', escape="\\")
     raise FieldValueError(f"{op} does not apply to tags")

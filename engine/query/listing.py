@@ -166,7 +166,7 @@ def keyset_after(columns, values) -> sa.ColumnElement[bool]:
 
 
 def search_condition(entity: Entity, table: sa.Table, text: str,
-                     hidden: frozenset[str] = frozenset(), dialect: str = "sqlite",
+                     hidden: frozenset[str], dialect: str,
                      indexed: bool = True) -> sa.ColumnElement[bool]:
     """Case-insensitive match on searchable fields; phones match on their digits.
 
@@ -201,7 +201,7 @@ def search_condition(entity: Entity, table: sa.Table, text: str,
 
 def build_select(entity: Entity, table: sa.Table, request: ListRequest,
                  scope: sa.ColumnElement[bool] | None = None,
-                 hidden: frozenset[str] = frozenset(), dialect: str = "sqlite",
+                 hidden: frozenset[str] = frozenset(), *, dialect: str,
                  indexed: bool = True, source=None):
     """The filtered statement (without order and limit) and its checked conditions, for
     the database `dialect` (which search index a search goes through; `indexed=False`
@@ -245,14 +245,16 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
     if request.count:  # first: how many match decides how the page is read
         source = (search_index.count_source(entity, table, request.search, dialect)
                   if searched else None)
-        counted = build_select(entity, table, request, scope, hidden, dialect, source=source)
+        counted = build_select(entity, table, request, scope, hidden, dialect=dialect,
+                               source=source)
         capped = counted.with_only_columns(table.c.id).limit(COUNT_CAP + 1).subquery()
         total = conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
         common = searched and total > hits_to_sort(size)
     else:
         common = searched and search_index.common(conn, entity, table, request.search,
                                                   hits_to_sort(size))
-    stmt = build_select(entity, table, request, scope, hidden, dialect, indexed=not common)
+    stmt = build_select(entity, table, request, scope, hidden, dialect=dialect,
+                        indexed=not common)
     columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
     if request.cursor:
         stmt = stmt.where(keyset_after(columns, decode_cursor(request.cursor, columns)))

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.definitions.model import Entity
 from engine.fields.builtin import normalise_digits, searched_digits
-from engine.i18n.text import DIGIT_FOLDS, LETTER_FOLDS
+from engine.i18n.text import escape_like, fold_like_sqlite, fold_sql
 
 #: Shortest term the trigram index can answer.
 MIN_TERM = 3
@@ -78,18 +78,6 @@ def _literal(text: str) -> sa.ColumnElement:
     return sa.literal_column("'" + text.replace("'", "''") + "'", sa.String())
 
 
-def _fold_sql(expression: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
-    """`engine.i18n.text.folded`, with its constants inline."""
-    if dialect == "postgresql":
-        pairs = LETTER_FOLDS + DIGIT_FOLDS
-        return sa.func.lower(sa.func.translate(
-            expression, _literal("".join(s for s, _ in pairs)),
-            _literal("".join(t for _, t in pairs))))
-    for source, target in LETTER_FOLDS:
-        expression = sa.func.replace(expression, _literal(source), _literal(target))
-    return sa.func.lower(expression)
-
-
 def document(entity: Entity, table, dialect: str) -> sa.ColumnElement | None:
     """The search document of a row of `table` (an entity table or a trigger's `new`)."""
     columns = tuple(search_columns(entity))
@@ -105,7 +93,7 @@ def _document(table, columns: tuple[tuple[str, str], ...], dialect: str) -> sa.C
         if kind == "number":
             value = sa.cast(value, sa.Text)
         elif kind == "text":
-            value = _fold_sql(value, dialect)
+            value = fold_sql(value, dialect, inline=True)
         parts.append(sa.func.coalesce(value, _literal("")))
     doc = parts[0]
     for part in parts[1:]:
@@ -236,22 +224,15 @@ def _selective_part(text: str) -> str:
 
 
 def _like_pattern(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _sqlite_fold(text: str) -> str:
-    """The typed text folded as SQLite's `folded()` folds a column (letters, ASCII case)."""
-    for source, target in LETTER_FOLDS:
-        text = text.replace(source, target)
-    return "".join(c.lower() if c.isascii() else c for c in text)
+    return f"%{escape_like(term)}%"
 
 
 def _lookup_postgresql(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
     doc = document(entity, table, "postgresql")
     # the typed text folded by the same SQL as the column (lower() follows the database's
     # locale); an immutable function of a parameter, so the index still serves it
-    return sa.or_(*[doc.like(_fold_sql(sa.literal(_like_pattern(term), sa.String()),
-                                       "postgresql") if kind == "text" else
+    return sa.or_(*[doc.like(fold_sql(sa.literal(_like_pattern(term), sa.String()),
+                                      "postgresql", inline=True) if kind == "text" else
                              _like_pattern(term)) for kind, term in found])
 
 
@@ -261,13 +242,18 @@ def _fts_lookups(entity: Entity, found) -> list[sa.Select]:
     candidates (the per-field match then decides)."""
     fts = sa.table(fts_table(entity), sa.column("rowid"), sa.column("doc"))
     return [sa.select(fts.c.rowid).where(fts.c.doc.like(
-        "%" + (_sqlite_fold(term) if kind == "text" else term) + "%"))
+        "%" + (fold_like_sqlite(term) if kind == "text" else term) + "%"))
         for kind, term in found]
 
 
-def _lookup_sqlite(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
+def _fts_hits(entity: Entity, found):
+    """The rowids the FTS table holds for any of the terms."""
     lookups = _fts_lookups(entity, found)
-    return table.c.id.in_(lookups[0] if len(lookups) == 1 else sa.union(*lookups))
+    return lookups[0] if len(lookups) == 1 else sa.union(*lookups)
+
+
+def _lookup_sqlite(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
+    return table.c.id.in_(_fts_hits(entity, found))
 
 
 def implies_match(entity: Entity, text: str, hidden: frozenset[str] = frozenset()) -> bool:
@@ -299,8 +285,7 @@ def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
     if conn.dialect.name == "postgresql":
         hits = sa.select(table.c.id).where(_lookup_postgresql(entity, table, found))
     else:
-        lookups = _fts_lookups(entity, found)
-        hits = lookups[0] if len(lookups) == 1 else sa.union(*lookups)
+        hits = _fts_hits(entity, found)
     counted = sa.select(sa.func.count()).select_from(hits.limit(limit + 1).subquery())
     return conn.execute(counted).scalar_one() > limit
 
@@ -308,11 +293,9 @@ def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
 def count_source(entity: Entity, table: sa.Table, text: str, dialect: str):
     """SQLite: the table joined to the index's hits for the search (a count that stops at
     its cap reads hits as they come instead of gathering them all first), or None."""
-    found = terms(entity, text)
-    if dialect != "sqlite" or not found or not search_columns(entity) or not sqlite_supported():
+    if dialect != "sqlite" or not usable(entity, text, dialect):
         return None
-    lookups = _fts_lookups(entity, found)
-    hits = (lookups[0] if len(lookups) == 1 else sa.union(*lookups)).subquery("hits")
+    hits = _fts_hits(entity, terms(entity, text)).subquery("hits")
     return hits.join(table, table.c.id == hits.c.rowid)
 
 
@@ -320,11 +303,9 @@ def candidates(entity: Entity, table: sa.Table, text: str,
                dialect: str) -> sa.ColumnElement[bool] | None:
     """The index lookup for a typed search (`table.id` among the rows whose document
     holds one of its terms), or None when the index cannot help."""
-    if not search_columns(entity) or not available(dialect):
+    if not usable(entity, text, dialect):
         return None
     found = terms(entity, text)
-    if not found:
-        return None
     if dialect == "postgresql":
         return _lookup_postgresql(entity, table, found)
     return _lookup_sqlite(entity, table, found)
