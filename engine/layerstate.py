@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from engine.storage.database import reading
+
 
 @dataclass(frozen=True)
 class LayerState:
@@ -59,7 +61,7 @@ def bump_version(conn) -> int:
 def current_version(db: sa.Engine) -> int:
     state, _packs, _revisions = _tables()
     try:
-        with db.connect() as conn:
+        with reading(db) as conn:
             return conn.execute(sa.select(state.c.metadata_version)
                                 .where(state.c.id == 1)).scalar() or 0
     except sa.exc.DBAPIError:

@@ -241,6 +241,13 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
         raise QueryError("invalid page size", {"_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
     dialect = conn.dialect.name
     searched = bool(request.search) and search_index.usable(entity, request.search, dialect)
+    columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
+    keyset = (keyset_after(columns, decode_cursor(request.cursor, columns))
+              if request.cursor else None)
+    if searched and dialect == "postgresql":
+        rows, total = _searched_postgresql(conn, entity, table, request, scope, hidden,
+                                           columns, keyset)
+        return _page(rows, total, size, columns, to_record)
     total = None
     if request.count:  # first: how many match decides how the page is read
         source = (search_index.count_source(entity, table, request.search, dialect)
@@ -255,19 +262,68 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
                                                   hits_to_sort(size))
     stmt = build_select(entity, table, request, scope, hidden, dialect=dialect,
                         indexed=not common)
-    columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
-    if request.cursor:
-        stmt = stmt.where(keyset_after(columns, decode_cursor(request.cursor, columns)))
+    if keyset is not None:
+        stmt = stmt.where(keyset)
     if dialect == "postgresql" and total is not None and total <= FENCE:
         # Few matches: read them all (the count just did, by the filters' best index) and
         # sort. Left to itself, PostgreSQL may walk the sort column's index hoping to meet
         # matches early — 30,000 rows for a page of 51 when a filter's values go together.
         fenced = stmt.cte("matches").prefix_with("MATERIALIZED")
         stmt, columns = sa.select(fenced), [(fenced.c[c.name], d) for c, d in columns]
+    rows = conn.execute(stmt.order_by(*_order(columns)).limit(size + 1)).mappings().all()
+    return _page(rows, total, size, columns, to_record)
+
+
+def _order(columns) -> list:
     # NULLS LAST only where NULLs can be: a plain order lets an index serve the first page
-    order = [(c.desc() if d else c.asc()).nulls_last() if c.nullable else
-             (c.desc() if d else c.asc()) for c, d in columns]
-    rows = conn.execute(stmt.order_by(*order).limit(size + 1)).mappings().all()
+    return [(c.desc() if d else c.asc()).nulls_last() if c.nullable else
+            (c.desc() if d else c.asc()) for c, d in columns]
+
+
+def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListRequest,
+                         scope, hidden: frozenset[str], columns, keyset):
+    """PostgreSQL: a search's count and page in one statement, so the trigram index is
+    read once. The matching ids (up to the count's cap) are gathered first; when at most
+    `hits_to_sort` of them there are, the page is read from them and sorted. The count
+    comes back with the page, or alone when the page is empty. Text that more rows hold
+    is then paged by a second statement walking the list's own order and testing each
+    row, which meets a page's worth soon. Returns (rows of the page, matches or None
+    when not counted)."""
+    size = request.size
+    cap = COUNT_CAP if request.count else hits_to_sort(size)
+    threshold = min(hits_to_sort(size), cap)  # the page is read from every hit or none
+    matching = build_select(entity, table, request, scope, hidden, dialect="postgresql")
+    hits = (matching.with_only_columns(table.c.id).limit(cap + 1)
+            .cte("hits").prefix_with("MATERIALIZED"))
+    counted = sa.select(sa.func.count().label("n")).select_from(hits).cte("counted")
+    keys = list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
+    sorted_hits = sa.select(*keys).where(table.c.id.in_(sa.select(hits.c.id)),
+                                         sa.select(counted.c.n).scalar_subquery() <= threshold)
+    if keyset is not None:
+        sorted_hits = sorted_hits.where(keyset)
+    # the page's ids and sort keys, then its rows by primary key (a subquery of the
+    # whole row would cost a column object per field to build, for every search)
+    page = sorted_hits.order_by(*_order(columns)).limit(size + 1).subquery("page")
+    found = conn.execute(
+        sa.select(counted.c.n, table)
+        .select_from(counted.outerjoin(page, sa.true()).outerjoin(table,
+                                                                  table.c.id == page.c.id))
+        .order_by(*_order([(page.c[c.name], d) for c, d in columns]))).all()
+    matches = found[0][0]
+    total = matches if request.count else None
+    if matches <= threshold:
+        names = list(table.c.keys())  # by position: a field may be called `n`
+        at = 1 + names.index("id")
+        return [dict(zip(names, row[1:], strict=True)) for row in found
+                if row[at] is not None], total
+    walk = build_select(entity, table, request, scope, hidden, dialect="postgresql",
+                        indexed=False)
+    if keyset is not None:
+        walk = walk.where(keyset)
+    return conn.execute(walk.order_by(*_order(columns)).limit(size + 1)).mappings().all(), total
+
+
+def _page(rows, total: int | None, size: int, columns, to_record) -> Page:
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = encode_cursor([rows[-1][c.name] for c, _ in columns]) if more else None

@@ -20,7 +20,7 @@ from engine.definitions.model import Entity, Field
 from engine.fields.builtin import MAX_INTEGER
 from engine.query.conditions import to_sql
 from engine.query.listing import ListRequest, Page, QueryError, list_records
-from engine.storage.database import WRITE
+from engine.storage.database import WRITE, reading
 
 from . import audit
 from .actor import SYSTEM, Actor
@@ -148,11 +148,15 @@ class RecordService:
             name = sorted(hidden & used)[0]
             raise QueryError("invalid list request", {name: f"{entity.key} has no field {name!r}"})
         scope = self.permissions.row_condition(actor, entity, table, action)
+        shown = [(key, f.field_type.from_storage, f) for key, f in entity.stored_fields.items()
+                 if key not in hidden]
+
+        def to_record(row) -> dict[str, Any]:  # visible(): the hidden fields left out
+            return {key: from_storage(f, row) for key, from_storage, f in shown}
+
         with _reader(self.kervan.db, conn) as c:
-            return list_records(
-                c, entity, table, request,
-                lambda row: self.visible(actor, entity, self._row_to_record(entity, row)),
-                scope=scope, hidden=hidden)
+            return list_records(c, entity, table, request, to_record, scope=scope,
+                                hidden=hidden)
 
     def readable_ids(self, entity_key: str, ids, actor: Actor) -> set[int]:
         """Which of these records the actor may read now (for recent lists, favourites)."""
@@ -166,13 +170,13 @@ class RecordService:
         scope = self.permissions.row_condition(actor, entity, table)
         if scope is not None:
             stmt = stmt.where(scope)
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             return set(conn.execute(stmt).scalars())
 
     def history(self, entity_key: str, record_id: int, actor: Actor = SYSTEM) -> list[dict]:
         """The audit trail of a record the actor may read, without hidden fields."""
         entity = self.entity(entity_key)
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             row = self._load_row(conn, entity, _as_id(entity, record_id))
             self.permissions.require_record(actor, entity, "read",
                                             self._row_to_record(entity, row))
@@ -564,5 +568,5 @@ def _reader(db: sa.Engine, conn: sa.Connection | None):
     if conn is not None:
         yield conn
     else:
-        with db.connect() as new:
+        with reading(db) as new:
             yield new

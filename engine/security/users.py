@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from engine.records.actor import Actor
 from engine.records.errors import RecordError, ValidationFailed
-from engine.storage.database import WRITE
+from engine.storage.database import WRITE, reading
 
 from .passwords import dummy_verify, hash_password, password_problem, verify_password
 
@@ -153,7 +153,7 @@ class Users:
 
     def get(self, user_id: int) -> User:
         users = self._t("kv_user")
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             found = self._read(conn, users.c.id == user_id)
         if not found:
             raise RecordError(f"user #{user_id} does not exist")
@@ -161,12 +161,12 @@ class Users:
 
     def by_username(self, username: str) -> User | None:
         users = self._t("kv_user")
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             found = self._read(conn, users.c.username == (username or "").strip().lower())
         return found[0][0] if found else None
 
     def all(self) -> list[User]:
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             return [user for user, _row in self._read(conn, sa.true())]
 
     def _read(self, conn, where, via: sa.Table | None = None,
@@ -212,7 +212,7 @@ class Users:
         team_ids = user.team_ids
         if team_ids is None:
             links = self._t("kv_user_team")
-            with self.kervan.db.connect() as conn:
+            with reading(self.kervan.db) as conn:
                 team_ids = conn.execute(sa.select(links.c.team_id).where(
                     links.c.user_id == user.id).order_by(links.c.team_id)).scalars().all()
         return Actor(user_id=user.id, username=user.username, roles=frozenset(user.roles),
@@ -263,7 +263,7 @@ class Users:
         if not token:
             return None
         sessions = self._t("kv_session")
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             found = self._read(conn, sa.and_(sessions.c.token_hash == _hash(token),
                                              sessions.c.ended_at.is_(None)),
                                via=sessions, via_columns=("id", "created_at", "last_seen_at"))
@@ -309,7 +309,7 @@ class Users:
         if not token:
             return None
         tokens = self._t("kv_api_token")
-        with self.kervan.db.connect() as conn:
+        with reading(self.kervan.db) as conn:
             found = self._read(conn, sa.and_(tokens.c.token_hash == _hash(token),
                                              tokens.c.revoked_at.is_(None)), via=tokens)
         if not found:

@@ -15,6 +15,7 @@ from engine.definitions.model import Entity, Field
 from engine.i18n import formats
 from engine.i18n.messages import translate_problem
 from engine.i18n.numerals import localise_digits
+from engine.storage.database import reading
 
 from .context import LANGUAGE_NAMES, LANGUAGES, current_language, irr_in_toman, kervan, text_in
 
@@ -182,7 +183,7 @@ class Titles:
             return
         table = k.tables.tables[entity.table_name]
         fields = [f for f in title_fields(entity) if f in table.c]
-        with k.db.connect() as conn:
+        with reading(k.db) as conn:
             rows = conn.execute(sa.select(table.c.id, *[table.c[f] for f in fields])
                                 .where(table.c.id.in_(sorted(wanted)))).mappings()
             for row in rows:
@@ -216,7 +217,7 @@ class Titles:
         names = self._names.get(table_name)
         if names is None:
             table = kervan().tables.tables[table_name]
-            with kervan().db.connect() as conn:
+            with reading(kervan().db) as conn:
                 rows = conn.execute(sa.select(table.c.id, *[table.c[c] for c in columns]))
                 names = self._names[table_name] = {
                     row[0]: next((value for value in row[1:] if value), None) for row in rows}

@@ -14,6 +14,7 @@ from engine.definitions.resolve import related_problems
 from engine.query.params import parse_list_args
 from engine.records.actor import Actor
 from engine.security.permissions import PermissionDenied
+from engine.storage.database import reading
 
 from .context import kervan, text_in
 from .display import Titles, compose_title, display, format_datetime, option_label
@@ -239,7 +240,7 @@ def history_value(entity: Entity, fld: Field | None, value, titles: Titles) -> s
 
 def record_files(entity: Entity, record_id: int) -> list[dict]:
     table = kervan().tables.tables["kv_file"]
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         rows = conn.execute(sa.select(table).where(table.c.entity == entity.key,
                                                    table.c.record_id == record_id)
                             .order_by(table.c.id.desc())).mappings().all()
@@ -254,7 +255,7 @@ def record_marks(actor: Actor, entity: Entity, record_id: int) -> tuple[bool, in
                                   favourites.c.record_id == record_id)
     file_count = sa.select(sa.func.count()).select_from(files).where(
         files.c.entity == entity.key, files.c.record_id == record_id).scalar_subquery()
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         row = conn.execute(sa.select(favourite.label("favourite"),
                                      file_count.label("files"))).one()
     return bool(row.favourite), int(row.files)
@@ -278,7 +279,7 @@ def recent_records(actor: Actor, limit: int = 10) -> list[tuple[Entity, int, str
     """The user's recently viewed records that still exist and are still readable."""
     k = kervan()
     table = k.tables.tables["kv_recent"]
-    with k.db.connect() as conn:
+    with reading(k.db) as conn:
         rows = conn.execute(sa.select(table.c.entity, table.c.record_id)
                             .where(table.c.user_id == actor.user_id)
                             .order_by(table.c.viewed_at.desc()).limit(limit * 2)).all()

@@ -27,6 +27,7 @@ from werkzeug.datastructures import MultiDict
 from engine.definitions.model import Entity
 from engine.query.listing import MAX_PAGE_SIZE, QueryError
 from engine.records.errors import RecordError, ValidationFailed
+from engine.storage.database import reading
 
 from .context import current_actor, kervan, text_in
 from .display import Titles, compose_title, display, local_time
@@ -120,7 +121,7 @@ def export_csv(entity_key: str):
 
 def saved_searches(entity: Entity, actor) -> list[dict]:
     table = kervan().tables.tables["kv_saved_search"]
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         rows = conn.execute(sa.select(table).where(table.c.user_id == actor.user_id,
                                                    table.c.entity == entity.key)
                             .order_by(table.c.name)).mappings().all()
@@ -182,7 +183,7 @@ def _form_page(entity: Entity, record: dict | None, values: dict, errors: dict[s
 
 def active_users() -> list[tuple[int, str]]:
     table = kervan().tables.tables["kv_user"]
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         rows = conn.execute(sa.select(table.c.id, table.c.full_name, table.c.username)
                             .where(table.c.active.is_(True)).order_by(table.c.full_name))
         return [(r.id, r.full_name or r.username) for r in rows]

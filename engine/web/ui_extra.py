@@ -31,6 +31,7 @@ from engine.query.listing import ListRequest
 from engine.query.params import parse_list_args
 from engine.records.errors import RecordError, ValidationFailed
 from engine.security.permissions import PermissionDenied
+from engine.storage.database import reading
 
 from .context import current_actor, current_language, kervan, text_in
 from .display import Titles, compose_title, format_money, option_label
@@ -128,7 +129,7 @@ def _sum(entity: Entity, request_: ListRequest, field_key: str, actor) -> list[s
     fld = entity.fields[field_key]
     scope = k.permissions.row_condition(actor, entity, table)
     base = build_select(entity, table, request_, scope, dialect=k.db.dialect.name).subquery()
-    with k.db.connect() as conn:
+    with reading(k.db) as conn:
         if fld.type == "money":
             rows = conn.execute(sa.select(base.c[f"{field_key}__currency"],
                                           sa.func.sum(base.c[field_key]))
@@ -141,7 +142,7 @@ def _sum(entity: Entity, request_: ListRequest, field_key: str, actor) -> list[s
 
 def favourite_records(actor) -> list[tuple[Entity, int, str]]:
     table = kervan().tables.tables["kv_favourite"]
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         rows = conn.execute(sa.select(table.c.entity, table.c.record_id)
                             .where(table.c.user_id == actor.user_id)
                             .order_by(table.c.created_at.desc()).limit(20)).all()
@@ -164,14 +165,15 @@ def search():
     actor = current_actor()
     groups = []
     if len(text) >= 2:
-        for entity in kervan().model.entities.values():
-            if entity.child_of or not entity.search_fields or not readable(actor, entity):
-                continue
-            req = ListRequest(search=text, size=6, count=False,
-                              sort=parse_list_args(entity, MultiDict()).sort)
-            page = kervan().records.list(entity.key, req, actor=actor)
-            if page.rows:
-                groups.append((entity, page.rows, bool(page.next)))
+        with reading(kervan().db) as conn:  # one connection for every entity
+            for entity in kervan().model.entities.values():
+                if entity.child_of or not entity.search_fields or not readable(actor, entity):
+                    continue
+                req = ListRequest(search=text, size=6, count=False,
+                                  sort=parse_list_args(entity, MultiDict()).sort)
+                page = kervan().records.list(entity.key, req, actor=actor, conn=conn)
+                if page.rows:
+                    groups.append((entity, page.rows, bool(page.next)))
     if request.args.get("_format") == "json":
         return jsonify({"groups": [{"entity": e.key, "label": text_in(e.plural), "records": [
             {"id": r["id"], "title": compose_title(e, r),
@@ -366,7 +368,7 @@ def store_file(upload_, entity_key: str | None, record_id: int | None, actor) ->
 
 def _file_row(file_id: int):
     table = kervan().tables.tables["kv_file"]
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         row = conn.execute(sa.select(table).where(table.c.id == file_id)).mappings().first()
     if row is None:
         abort(404)
@@ -415,7 +417,7 @@ def notifications() -> dict:
     table = kervan().tables.tables["kv_notification"]
     unread = sa.select(sa.func.count()).select_from(table).where(
         table.c.user_id == actor.user_id, table.c.read_at.is_(None)).scalar_subquery()
-    with kervan().db.connect() as conn:
+    with reading(kervan().db) as conn:
         rows = conn.execute(sa.select(table, unread.label("unread"))
                             .where(table.c.user_id == actor.user_id)
                             .order_by(table.c.id.desc()).limit(8)).mappings().all()
