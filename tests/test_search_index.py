@@ -304,3 +304,33 @@ def test_pages_are_the_same_below_and_above_the_count_cap(crm, monkeypatch):
         monkeypatch.undo()
         assert below[0] == above[0] and len(below[0]) == 12
         assert (below[1], below[2]) == (12, None) and (above[1], above[2]) == (None, 5)
+
+
+def test_a_search_without_matches_still_counts_and_reads_the_index_once(crm):
+    """No match gives an empty page with a count of 0 (on PostgreSQL the count comes back
+    from the same statement as the page, even when the page is empty), and on PostgreSQL
+    a counted search is one statement that reads the trigram index once."""
+    for i in range(3):
+        lead(crm, **{"full_name": f"Tekil Arama {i}"})
+    seen: list[str] = []
+
+    def grab(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    sa.event.listen(crm.db, "before_cursor_execute", grab)
+    try:
+        empty = crm.records.list("lead", ListRequest(search="yokböyle"))
+        page = crm.records.list("lead", ListRequest(search="tekil arama", size=2))
+    finally:
+        sa.event.remove(crm.db, "before_cursor_execute", grab)
+    assert (empty.rows, empty.count, empty.next) == ([], 0, None)
+    assert page.count == 3 and len(page.rows) == 2 and page.next
+    rest = crm.records.list("lead", ListRequest(search="tekil arama", size=2, cursor=page.next))
+    assert rest.count == 3 and len(rest.rows) == 1 and rest.next is None
+    assert {r["id"] for r in page.rows + rest.rows} == {
+        r["id"] for r in crm.records.find("lead", {"field": "full_name", "op": "contains",
+                                                    "value": "Tekil"})}
+    reads = [s for s in seen if " lead" in s]
+    if crm.db.dialect.name == "postgresql":
+        assert len(reads) == 2  # one statement per search, the index in it once
+        assert [s.count(" LIKE ") for s in reads] == [1, 1]
