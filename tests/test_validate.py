@@ -84,6 +84,9 @@ BAD_CASES = [
     ("system field redeclared",
      {"entities/lead.yaml": LEAD + "        owner: {type: user}\n"},
      "lead.fields.owner: 'owner' is a system field"),
+    ("field named like a word of every list's address",
+     {"entities/lead.yaml": LEAD + "        lang: {type: string}\n"},
+     "entities/lead.yaml:5: lead.fields.lang: 'lang' is a word of every list's address"),
 ]
 
 

@@ -14,6 +14,7 @@ import jsonschema
 from engine.fields.base import FieldValueError
 from engine.fields.registry import FieldTypeRegistry
 from engine.query.conditions import check_condition
+from engine.query.params import RESERVED_WORDS
 
 from .layers import Layer, merge_layers, read_layer
 from .model import (
@@ -212,6 +213,12 @@ def build_model(merged: dict, registry: FieldTypeRegistry,
             if fkey in SYSTEM_FIELDS:
                 problems.append(Problem(forigin, f"{key}.fields.{fkey}",
                                         f"{fkey!r} is a system field every entity already has"))
+                continue
+            if fkey in RESERVED_WORDS:
+                problems.append(Problem(forigin, f"{key}.fields.{fkey}",
+                                        f"{fkey!r} is a word of every list's address (q "
+                                        f"searches, lang picks the language); name the field "
+                                        f"otherwise"))
                 continue
             if registry.resolve_name(fraw["type"]) is None:
                 problems.append(Problem(fraw.origin_of("type"), f"{key}.fields.{fkey}.type",

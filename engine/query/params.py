@@ -3,7 +3,8 @@
 `field=value` and `field__op=value` filter (ops: eq, ne, lt, lte, gt, gte, in, contains,
 startswith, isnull, and `category` — stages by canonical category, so renamed stages keep
 working), `q=` searches, `_sort=field,-other` sorts, `_size=` sets the page
-size, `_next=` continues from a cursor and `_archived=1` includes archived records.
+size, `_next=` continues from a cursor and `_archived=1` includes archived records;
+`lang=` (any page's language) is not a filter.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from .listing import MAX_PAGE_SIZE, ListRequest, QueryError, parse_sort
 
 API_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith", "isnull",
            "category")
-RESERVED = {"q", "_sort", "_size", "_next", "_archived", "_count", "_format", "_page"}
+RESERVED = {"q", "lang", "_sort", "_size", "_next", "_archived", "_count", "_format", "_page"}
+#: Words of every page's query string that are not underscored, so no field may be named so:
+#: `q` searches and `lang` picks the page's language (the language switcher adds it).
+RESERVED_WORDS = frozenset(n for n in RESERVED if not n.startswith("_"))
 TRUE = {"1", "true", "yes", "on"}
 
 
