@@ -334,3 +334,20 @@ def test_a_search_without_matches_still_counts_and_reads_the_index_once(crm):
     if crm.db.dialect.name == "postgresql":
         assert len(reads) == 2  # one statement per search, the index in it once
         assert [s.count(" LIKE ") for s in reads] == [1, 1]
+
+
+def test_a_search_counts_up_to_its_own_cap(crm, monkeypatch):
+    """A search checks each counted match against the text, so it counts fewer than a
+    plain list before saying "at least"; the pages stay whole either way."""
+    from engine.query import listing
+
+    for i in range(7):
+        lead(crm, **{"full_name": f"Sınır Sayım {i}"})
+    monkeypatch.setattr(listing, "SEARCH_COUNT_CAP", 3)
+    searched = crm.records.list("lead", ListRequest(search="sınır sayım", size=5))
+    assert (searched.count, searched.at_least, len(searched.rows)) == (None, 3, 5)
+    rest = crm.records.list("lead", ListRequest(search="sınır sayım", size=5,
+                                                cursor=searched.next))
+    assert len(rest.rows) == 2 and rest.next is None
+    listed = crm.records.list("lead", ListRequest())
+    assert listed.count == 7 and listed.at_least is None

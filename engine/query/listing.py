@@ -26,6 +26,9 @@ from .search_index import candidates, implies_match
 
 MAX_PAGE_SIZE = 500
 COUNT_CAP = 10_000
+#: A search counts its matches up to this many (then "5,000+"): each one is checked against
+#: the typed text, about 15 µs apiece on PostgreSQL, where a plain list counts index entries.
+SEARCH_COUNT_CAP = 5_000
 #: A search whose text more rows hold than this walks the list's order instead of sorting
 #: every hit the search index finds.
 SEARCH_HITS_TO_SORT = 5_000
@@ -247,14 +250,14 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
     if searched and dialect == "postgresql":
         rows, total = _searched_postgresql(conn, entity, table, request, scope, hidden,
                                            columns, keyset)
-        return _page(rows, total, size, columns, to_record)
+        return _page(rows, total, size, columns, to_record, count_cap(request))
     total = None
     if request.count:  # first: how many match decides how the page is read
         source = (search_index.count_source(entity, table, request.search, dialect)
                   if searched else None)
         counted = build_select(entity, table, request, scope, hidden, dialect=dialect,
                                source=source)
-        capped = counted.with_only_columns(table.c.id).limit(COUNT_CAP + 1).subquery()
+        capped = counted.with_only_columns(table.c.id).limit(count_cap(request) + 1).subquery()
         total = conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
         common = searched and total > hits_to_sort(size)
     else:
@@ -271,7 +274,12 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
         fenced = stmt.cte("matches").prefix_with("MATERIALIZED")
         stmt, columns = sa.select(fenced), [(fenced.c[c.name], d) for c, d in columns]
     rows = conn.execute(stmt.order_by(*_order(columns)).limit(size + 1)).mappings().all()
-    return _page(rows, total, size, columns, to_record)
+    return _page(rows, total, size, columns, to_record, count_cap(request))
+
+
+def count_cap(request: ListRequest) -> int:
+    """Up to how many matches a list counts before it says "at least"."""
+    return min(COUNT_CAP, SEARCH_COUNT_CAP) if request.search else COUNT_CAP
 
 
 def _order(columns) -> list:
@@ -290,7 +298,7 @@ def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListReq
     row, which meets a page's worth soon. Returns (rows of the page, matches or None
     when not counted)."""
     size = request.size
-    cap = COUNT_CAP if request.count else hits_to_sort(size)
+    cap = count_cap(request) if request.count else hits_to_sort(size)
     threshold = min(hits_to_sort(size), cap)  # the page is read from every hit or none
     matching = build_select(entity, table, request, scope, hidden, dialect="postgresql")
     hits = (matching.with_only_columns(table.c.id).limit(cap + 1)
@@ -323,14 +331,14 @@ def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListReq
     return conn.execute(walk.order_by(*_order(columns)).limit(size + 1)).mappings().all(), total
 
 
-def _page(rows, total: int | None, size: int, columns, to_record) -> Page:
+def _page(rows, total: int | None, size: int, columns, to_record, cap: int) -> Page:
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = encode_cursor([rows[-1][c.name] for c, _ in columns]) if more else None
     page = Page(rows=[to_record(row) for row in rows], next=next_cursor)
     if total is not None:
-        if total > COUNT_CAP:
-            page.at_least = COUNT_CAP
+        if total > cap:
+            page.at_least = cap
         else:
             page.count = total
     return page
