@@ -44,14 +44,19 @@ class folded(FunctionElement):  # noqa: N801 - reads as a function in queries
     inherit_cache = True
 
 
+def sql_literal(text: str) -> sa.ColumnElement:
+    """A string constant written into the SQL itself, not bound (an index on an expression
+    must read exactly like the queries that use it)."""
+    return sa.literal_column("'" + text.replace("'", "''") + "'", sa.String())
+
+
 def fold_sql(expression: sa.ColumnElement, dialect: str,
              inline: bool = False) -> sa.ColumnElement:
     """The SQL that folds `expression` on `dialect` (what `folded()` compiles to).
-    `inline` writes the fold's constants into the statement instead of binding them: an
-    index on the expression must read exactly like the queries that use it."""
+    `inline` writes the fold's constants into the statement (`sql_literal`) instead of
+    binding them."""
     def constant(text: str):
-        return sa.literal_column("'" + text.replace("'", "''") + "'", sa.String()) \
-            if inline else text
+        return sql_literal(text) if inline else text
 
     if dialect == "postgresql":
         pairs = LETTER_FOLDS + DIGIT_FOLDS

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.definitions.model import Entity
 from engine.fields.builtin import normalise_digits, searched_digits
-from engine.i18n.text import escape_like, fold_like_sqlite, fold_sql
+from engine.i18n.text import escape_like, fold_like_sqlite, fold_sql, sql_literal
 
 #: Shortest term the trigram index can answer.
 MIN_TERM = 3
@@ -73,11 +73,6 @@ def fts_table(entity: Entity) -> str:
     return f"kv_search_{entity.table_name}"
 
 
-def _literal(text: str) -> sa.ColumnElement:
-    """A string constant written into the SQL itself (index expressions must match)."""
-    return sa.literal_column("'" + text.replace("'", "''") + "'", sa.String())
-
-
 def document(entity: Entity, table, dialect: str) -> sa.ColumnElement | None:
     """The search document of a row of `table` (an entity table or a trigger's `new`)."""
     columns = tuple(search_columns(entity))
@@ -94,10 +89,10 @@ def _document(table, columns: tuple[tuple[str, str], ...], dialect: str) -> sa.C
             value = sa.cast(value, sa.Text)
         elif kind == "text":
             value = fold_sql(value, dialect, inline=True)
-        parts.append(sa.func.coalesce(value, _literal("")))
+        parts.append(sa.func.coalesce(value, sql_literal("")))
     doc = parts[0]
     for part in parts[1:]:
-        doc = doc.op("||")(_literal(_SEPARATOR)).op("||")(part)
+        doc = doc.op("||")(sql_literal(_SEPARATOR)).op("||")(part)
     return doc
 
 

@@ -84,9 +84,12 @@ class RecordService:
         return moment.astimezone(ZoneInfo(self.kervan.settings.timezone))
 
     # -- reads ------------------------------------------------------------------
-    def _row_to_record(self, entity: Entity, row) -> dict[str, Any]:
+    def _row_to_record(self, entity: Entity, row,
+                       hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """A stored row as a record; `hidden` fields are left out (`visible` after it,
+        without asking the permissions again for every row of a list)."""
         return {key: field.field_type.from_storage(field, row)
-                for key, field in entity.stored_fields.items()}
+                for key, field in entity.stored_fields.items() if key not in hidden}
 
     def _load_row(self, conn, entity: Entity, record_id: int, lock: bool = False):
         table = self.table(entity)
@@ -148,15 +151,10 @@ class RecordService:
             name = sorted(hidden & used)[0]
             raise QueryError("invalid list request", {name: f"{entity.key} has no field {name!r}"})
         scope = self.permissions.row_condition(actor, entity, table, action)
-        shown = [(key, f.field_type.from_storage, f) for key, f in entity.stored_fields.items()
-                 if key not in hidden]
-
-        def to_record(row) -> dict[str, Any]:  # visible(): the hidden fields left out
-            return {key: from_storage(f, row) for key, from_storage, f in shown}
-
         with _reader(self.kervan.db, conn) as c:
-            return list_records(c, entity, table, request, to_record, scope=scope,
-                                hidden=hidden)
+            return list_records(c, entity, table, request,
+                                lambda row: self._row_to_record(entity, row, hidden),
+                                scope=scope, hidden=hidden)
 
     def readable_ids(self, entity_key: str, ids, actor: Actor) -> set[int]:
         """Which of these records the actor may read now (for recent lists, favourites)."""

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
-from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from engine.definitions.model import Entity, Field
@@ -16,7 +15,7 @@ from engine.query.params import parse_list_args
 from engine.records.actor import Actor
 
 from .context import kervan, text_in
-from .display import Titles, cell_attrs, display, format_date, option_label
+from .display import Titles, display, format_date, option_label
 
 PRESETS = ("today", "yesterday", "last_7_days", "last_30_days", "this_month", "last_month",
            "this_year")
@@ -96,10 +95,6 @@ class Column:
     label: str
     sortable: bool
 
-    @property
-    def attrs(self) -> Markup:
-        return cell_attrs(self.field, nowrap=True)
-
 
 @dataclass
 class Filter:
@@ -125,23 +120,6 @@ class ListView:
 
     def cell(self, record: dict, key: str) -> str:
         return display(self.entity, key, record, self.titles)
-
-    def table(self) -> list[tuple[dict, list[tuple[str, str | None]]]]:
-        """Each row with its cells' text and, for a choice, its badge colour: worked out
-        here once per cell (the template's own calls cost several times more)."""
-        out = []
-        for record in self.page.rows:
-            cells = []
-            for column in self.columns:
-                key, fld = column.field.key, column.field
-                text = display(self.entity, key, record, self.titles)
-                color = None
-                if fld.type == "enum" and record.get(key):
-                    option = fld.option(record[key])
-                    color = option.color if option and option.color else "#6c757d"
-                cells.append((text, color))
-            out.append((record, cells))
-        return out
 
 
 def list_columns(entity: Entity, hidden: frozenset[str]) -> list[Column]:
