@@ -255,7 +255,19 @@ def live_server(app):
 
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    def whole_bodies(environ, start_response):
+        # Werkzeug's development server leaves a streamed file (a static asset) open when
+        # the browser drops the connection mid-response; the file is then closed by the
+        # garbage collector, and the suite's warnings-as-errors fails whichever test is
+        # running. Reading each body here closes its file before anything is sent.
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    server = make_server("127.0.0.1", 0, whole_bodies, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
