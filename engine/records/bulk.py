@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from dataclasses import field as default
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -26,8 +29,10 @@ from .values import check_rules, coerce_input, default_value
 
 #: PostgreSQL: a load of this many rows or more refreshes the table's planner statistics.
 ANALYZE_AFTER = 5_000
-#: … and when it adds at least this share of the rows the statistics last counted.
-ANALYZE_SHARE = 0.1
+#: … when it adds at least this share of the rows the statistics last counted (the table
+#: at least doubles: the planner's picture is then far enough off to flip a plan; smaller
+#: changes are autovacuum's, which analyses in its own process after a tenth).
+ANALYZE_SHARE = 1.0
 REFERENCE_TABLES = {"user": "kv_user", "team": "kv_team", "attachment": "kv_file"}
 
 
@@ -51,12 +56,8 @@ def bulk_create(service, entity_key: str, rows: list[dict], actor: Actor = SYSTE
             k in row for row in rows for k in entity.child_tables):
         raise RecordError("the bulk path creates records without child lines")
     service.permissions.require(actor, entity, "create")
-    ids: list[int] = []
     with service.transaction(conn) as c, search_index.deferred(c, entity) as index_search:
-        for start in range(0, len(rows), batch_size):
-            moments = at[start:start + batch_size] if at is not None else None
-            ids.extend(_batch(service, c, entity, rows[start:start + batch_size], actor, start,
-                              index_search, moments))
+        ids = _Load(service, c, entity, actor, index_search).run(rows, at, batch_size)
         if _stale_statistics(c, entity.table_name, len(rows)):
             # the planner's picture of the table is from before the load (a table filled
             # right after it was created looks empty): without fresh statistics the next
@@ -67,9 +68,10 @@ def bulk_create(service, entity_key: str, rows: list[dict], actor: Actor = SYSTE
 
 def _stale_statistics(conn, table_name: str, loaded: int) -> bool:
     """PostgreSQL: whether a load of `loaded` rows changed the table enough for its planner
-    statistics to be refreshed now — at least ANALYZE_AFTER rows and a tenth of the rows
-    the statistics knew of (autovacuum's own measure), or a table never analysed. Sampling
-    a big table costs about a second; a load that adds little to it changes no plan."""
+    statistics to be refreshed now — at least ANALYZE_AFTER rows and as many as the
+    statistics knew of, or a table never analysed. Sampling a big table costs about half a
+    second, a tenth of a 50,000-row load; a load that adds less changes no plan, and
+    autovacuum brings the statistics up to date in the background."""
     if conn.dialect.name != "postgresql" or loaded < ANALYZE_AFTER:
         return False
     known = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
@@ -77,77 +79,188 @@ def _stale_statistics(conn, table_name: str, loaded: int) -> bool:
     return known is None or known < 0 or loaded >= ANALYZE_SHARE * known
 
 
-def _batch(service, conn, entity: Entity, rows: list[dict], actor: Actor, offset: int,
-           index_search: bool, moments: list[dt.datetime] | None) -> list[int]:
-    zone = ZoneInfo(service.kervan.settings.timezone)
-    now = dt.datetime.now(dt.UTC)
-    made = [m.astimezone(dt.UTC) for m in moments] if moments else [now] * len(rows)
-    local = [m.astimezone(zone) for m in made] if moments else [now.astimezone(zone)] * len(rows)
-    errors: dict[str, str] = {}
-    records = []
-    defaults = {k: f for k, f in entity.user_fields.items()
-                if f.default is not None and f.type != "child_table"}
-    for index, values in enumerate(rows):
-        prefix = f"{offset + index}."
-        record = coerce_input(entity, values, errors, prefix)
-        for key, field in defaults.items():
-            if key not in record:
-                record[key] = default_value(field, actor, made[index], local[index].date())
-        check_rules(entity, record, errors, prefix)
-        records.append(record)
-    check_references(service, conn, entity, records, errors,
-                     lambda index, key: f"{offset + index}.{key}")
-    _check_unique(service, conn, entity, records, errors, offset)
-    if errors:
-        shown = dict(list(errors.items())[:50])
-        raise ValidationFailed(entity.key, shown)
-    for series in entity.series:
-        periods: dict[str, list[int]] = {}  # rows by the series period they were made in
-        for index, record in enumerate(records):
-            if record.get(series.field) in (None, ""):
-                periods.setdefault(period_of(series, local[index]), []).append(index)
-        for indexes in periods.values():
-            numbers = next_numbers(conn, series, local[indexes[0]], len(indexes))
-            for index, number in zip(indexes, numbers, strict=True):
-                records[index][series.field] = number
-    table = service.table(entity)
-    storage_rows = []
-    teams = _owner_teams(service, conn, {r.get("owner") for r in records} - {None, actor.user_id})
-    for record, moment in zip(records, made, strict=True):
-        row = service._storage(entity, record)
-        row.update(created_at=moment, updated_at=moment, created_by=actor.user_id,
-                   updated_by=actor.user_id, version=1)
-        row.setdefault("owner", actor.user_id)
-        row.setdefault("team", teams.get(row["owner"], actor.team_id))
-        storage_rows.append(row)
-    empty = dict.fromkeys(sorted({k for row in storage_rows for k in row}))
-    ids = reserve_ids(conn, table, len(storage_rows))
-    storage_rows = [{**empty, **row, "id": record_id}
-                    for row, record_id in zip(storage_rows, ids, strict=True)]
-    insert_many(conn, table, storage_rows)
-    if index_search:
-        search_index.index_range(conn, entity, table, ids[0], ids[-1])
-    audit = service.table("kv_audit")
-    insert_many(conn, audit, [
-        {"entity": entity.key, "record_id": record_id, "action": "create", "field": None,
-         "old_value": None, "user_id": actor.user_id, "at": moment,
-         "new_value": json.dumps(service._json_values(entity, record), ensure_ascii=False,
-                                 default=str)}
-        for record_id, record, moment in zip(ids, records, made, strict=True)])
-    stage_field = service.kervan.workflow.stage_field(entity)
-    if stage_field:
-        history = service.table("kv_stage_history")
-        category = service.kervan.workflow.category
-        started = [{"entity": entity.key, "record_id": record_id, "field": stage_field,
-                    "from_stage": None, "to_stage": record.get(stage_field),
-                    "from_category": None, "to_category": category(entity,
-                                                                   record.get(stage_field)),
-                    "user_id": actor.user_id, "at": moment, "seconds_in_previous": None}
-                   for record_id, record, moment in zip(ids, records, made, strict=True)
-                   if record.get(stage_field) is not None]
-        if started:
-            insert_many(conn, history, started)
-    return ids
+@dataclass
+class _Batch:
+    offset: int  # index of its first row in the call
+    records: list[dict]
+    made: list[dt.datetime]  # each record's moment, in UTC
+    local: list[dt.datetime]  # … and in the CRM's time zone
+    errors: dict[str, str]  # by row index and field, of this batch
+    ids: list[int] = default(default_factory=list)
+    teams: dict = default(default_factory=dict)
+
+
+class _Load:
+    """One bulk call, batch by batch, as a pipeline of two threads.
+
+    Each batch is *prepared* (coerced, defaulted, ruled: Python alone), *checked* (links,
+    uniqueness, number series, ids: a few short queries), *built* into the rows of its
+    table, audit and stage history (Python alone) and *written* (the database's work:
+    every index of three tables). A writer thread writes batch n while this thread
+    prepares batch n+2 and builds batch n+1, so the database and Python work at once
+    instead of in turns. The connection is never used by both: batch n+1 is checked after
+    batch n-1 is written and before batch n is (so the checks make up for the one batch
+    not written yet: its ids count as existing links and its unique values as taken).
+    """
+
+    def __init__(self, service, conn, entity: Entity, actor: Actor, index_search: bool):
+        self.service, self.conn, self.entity, self.actor = service, conn, entity, actor
+        self.index_search = index_search
+        self.zone = ZoneInfo(service.kervan.settings.timezone)
+        self.table = service.table(entity)
+        self.defaults = {k: f for k, f in entity.user_fields.items()
+                         if f.default is not None and f.type != "child_table"}
+        self.unique_seen: dict[str, dict] = {}  # values of unique fields taken by the call
+        self.unwritten: list[int] = []  # ids of the batch checked but not written yet
+        self.next_id: int | None = None  # SQLite: ids are counted on from the first
+
+    def run(self, rows: list[dict], at: list[dt.datetime] | None, size: int) -> list[int]:
+        starts = range(0, len(rows), size)
+        if not starts:
+            return []
+        prepared = (self.prepare(rows[i:i + size], i, at[i:i + size] if at else None)
+                    for i in starts)
+        ids: list[int] = []
+        writer = ThreadPoolExecutor(1, thread_name_prefix="kervan-bulk")
+        writing = None
+        try:
+            ahead = self.check(next(prepared))
+            while ahead is not None:
+                following = next(prepared, None)  # Python: overlaps the write under way
+                tables = self.build(ahead)
+                if writing is not None:
+                    writing.result()
+                    writing = None
+                if following is not None:
+                    self.unwritten = ahead.ids
+                    self.check(following)
+                writing = writer.submit(self.write, ahead, tables)
+                ids.extend(ahead.ids)
+                ahead = following
+            writing.result()
+            writing = None
+        finally:
+            if writing is not None:  # something failed while a write ran: let it end
+                wait([writing])
+            writer.shutdown()
+        return ids
+
+    def prepare(self, rows: list[dict], offset: int,
+                moments: list[dt.datetime] | None) -> _Batch:
+        entity, actor = self.entity, self.actor
+        if moments:
+            made = [m.astimezone(dt.UTC) for m in moments]
+            local = [m.astimezone(self.zone) for m in made]
+        else:
+            now = dt.datetime.now(dt.UTC)
+            made, local = [now] * len(rows), [now.astimezone(self.zone)] * len(rows)
+        errors: dict[str, str] = {}
+        records = []
+        for index, values in enumerate(rows):
+            prefix = f"{offset + index}."
+            record = coerce_input(entity, values, errors, prefix)
+            for key, fld in self.defaults.items():
+                if key not in record:
+                    record[key] = default_value(fld, actor, made[index], local[index].date())
+            check_rules(entity, record, errors, prefix)
+            records.append(record)
+        return _Batch(offset, records, made, local, errors)
+
+    def check(self, batch: _Batch) -> _Batch:
+        """Links and unique values (refusing the call), then numbers, teams and ids."""
+        conn, entity, records, errors = self.conn, self.entity, batch.records, batch.errors
+        check_references(self.service, conn, entity, records, errors,
+                         lambda index, key: f"{batch.offset + index}.{key}",
+                         unwritten={entity.key: set(self.unwritten)})
+        self._check_unique(batch)
+        if errors:
+            shown = dict(list(errors.items())[:50])
+            raise ValidationFailed(entity.key, shown)
+        for series in entity.series:
+            periods: dict[str, list[int]] = {}  # rows by the series period they were made in
+            for index, record in enumerate(records):
+                if record.get(series.field) in (None, ""):
+                    periods.setdefault(period_of(series, batch.local[index]), []).append(index)
+            for indexes in periods.values():
+                numbers = next_numbers(conn, series, batch.local[indexes[0]], len(indexes))
+                for index, number in zip(indexes, numbers, strict=True):
+                    records[index][series.field] = number
+        batch.teams = _owner_teams(self.service, conn, {r.get("owner") for r in records}
+                                   - {None, self.actor.user_id})
+        if conn.dialect.name == "postgresql":
+            batch.ids = reserve_ids(conn, self.table, len(records))
+        else:  # the transaction holds SQLite's write lock: the ids after the first batch's
+            if self.next_id is None:
+                self.next_id = reserve_ids(conn, self.table, 1)[0]
+            batch.ids = list(range(self.next_id, self.next_id + len(records)))
+            self.next_id += len(records)
+        return batch
+
+    def _check_unique(self, batch: _Batch) -> None:
+        table, errors = self.table, batch.errors
+        for key, fld in self.entity.user_fields.items():
+            if not fld.unique:
+                continue
+            column = fld.field_type.columns(fld)[0].name
+            taken = self.unique_seen.setdefault(key, {})  # by earlier batches of the call
+            seen: dict = {}
+            for index, record in enumerate(batch.records):
+                value = record.get(key)
+                if value is None:
+                    continue
+                stored = fld.field_type.to_storage(fld, value)[column]
+                if stored in seen or stored in taken:
+                    errors.setdefault(f"{batch.offset + index}.{key}", f"{value!r} is repeated "
+                                      f"(also in row {seen.get(stored, taken.get(stored))})")
+                seen[stored] = batch.offset + index
+            values = sorted(seen, key=str)
+            for start in range(0, len(values), 900):
+                chunk = values[start:start + 900]
+                for used in self.conn.execute(sa.select(table.c[column]).where(
+                        table.c[column].in_(chunk))).scalars():
+                    errors.setdefault(f"{seen[used]}.{key}", f"{used!r} is already used")
+            taken.update(seen)
+
+    def build(self, batch: _Batch) -> list[tuple[sa.Table, list[dict]]]:
+        """The rows to insert: the records, an audit event each, their first stage."""
+        service, entity, actor = self.service, self.entity, self.actor
+        storage_rows = []
+        for record, moment in zip(batch.records, batch.made, strict=True):
+            row = service._storage(entity, record)
+            row.update(created_at=moment, updated_at=moment, created_by=actor.user_id,
+                       updated_by=actor.user_id, version=1)
+            row.setdefault("owner", actor.user_id)
+            row.setdefault("team", batch.teams.get(row["owner"], actor.team_id))
+            storage_rows.append(row)
+        empty = dict.fromkeys(sorted({k for row in storage_rows for k in row}))
+        storage_rows = [{**empty, **row, "id": record_id}
+                        for row, record_id in zip(storage_rows, batch.ids, strict=True)]
+        made = list(zip(batch.ids, batch.records, batch.made, strict=True))
+        tables = [(self.table, storage_rows), (service.table("kv_audit"), [
+            {"entity": entity.key, "record_id": record_id, "action": "create", "field": None,
+             "old_value": None, "user_id": actor.user_id, "at": moment,
+             "new_value": json.dumps(service._json_values(entity, record), ensure_ascii=False,
+                                     default=str)}
+            for record_id, record, moment in made])]
+        stage_field = service.kervan.workflow.stage_field(entity)
+        if stage_field:
+            category = service.kervan.workflow.category
+            tables.append((service.table("kv_stage_history"), [
+                {"entity": entity.key, "record_id": record_id, "field": stage_field,
+                 "from_stage": None, "to_stage": record.get(stage_field),
+                 "from_category": None, "to_category": category(entity,
+                                                                record.get(stage_field)),
+                 "user_id": actor.user_id, "at": moment, "seconds_in_previous": None}
+                for record_id, record, moment in made
+                if record.get(stage_field) is not None]))
+        return tables
+
+    def write(self, batch: _Batch, tables: list[tuple[sa.Table, list[dict]]]) -> None:
+        for table, rows in tables:
+            insert_many(self.conn, table, rows)
+            if table is self.table and self.index_search:
+                search_index.index_range(self.conn, self.entity, table, batch.ids[0],
+                                         batch.ids[-1])
 
 
 def reserve_ids(conn, table: sa.Table, count: int) -> list[int]:
@@ -170,10 +283,12 @@ def reserve_ids(conn, table: sa.Table, count: int) -> list[int]:
     return list(range(start, start + count))
 
 
-def check_references(service, conn, entity, records, errors, where) -> None:
+def check_references(service, conn, entity, records, errors, where,
+                     unwritten: dict[str, set] | None = None) -> None:
     """Link, user, team and file ids must exist: one query per field for all the records.
 
-    `where(index, key)` names the error's place (`3.account` in bulk, `account` for one).
+    `where(index, key)` names the error's place (`3.account` in bulk, `account` for one);
+    `unwritten` holds ids, by entity, that exist though they are not written yet.
     """
     for key, field in entity.fields.items():  # owner and team are checked too
         if field.type == "link":
@@ -186,8 +301,8 @@ def check_references(service, conn, entity, records, errors, where) -> None:
                   if r.get(key) is not None and where(i, key) not in errors}
         if not wanted:
             continue
-        found: set = set()
-        ordered = sorted(wanted)
+        found = wanted & (unwritten or {}).get(field.target, set())
+        ordered = sorted(wanted - found)
         for start in range(0, len(ordered), 900):
             chunk = ordered[start:start + 900]
             found.update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk)))
@@ -197,30 +312,6 @@ def check_references(service, conn, entity, records, errors, where) -> None:
             if value is not None and value not in found:
                 what = field.target or REFERENCE_TABLES[field.type].removeprefix("kv_")
                 errors.setdefault(where(index, key), f"{what} #{value} does not exist")
-
-
-def _check_unique(service, conn, entity, records, errors, offset) -> None:
-    table = service.table(entity)
-    for key, field in entity.user_fields.items():
-        if not field.unique:
-            continue
-        column = field.field_type.columns(field)[0].name
-        seen: dict = {}
-        for index, record in enumerate(records):
-            value = record.get(key)
-            if value is None:
-                continue
-            stored = field.field_type.to_storage(field, value)[column]
-            if stored in seen:
-                errors.setdefault(f"{offset + index}.{key}",
-                                  f"{value!r} is repeated (also in row {seen[stored]})")
-            seen[stored] = offset + index
-        values = sorted(seen, key=str)
-        for start in range(0, len(values), 900):
-            chunk = values[start:start + 900]
-            for taken in conn.execute(sa.select(table.c[column]).where(
-                    table.c[column].in_(chunk))).scalars():
-                errors.setdefault(f"{seen[taken]}.{key}", f"{taken!r} is already used")
 
 
 def _owner_teams(service, conn, owners: set) -> dict:
