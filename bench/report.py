@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,6 +44,20 @@ def machine(kervan) -> dict:
             "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "sqlalchemy": sa.__version__,
             "database": server}
+
+
+def cpu_check() -> float:
+    """Seconds for ten million additions in pure Python, best of three: how fast the machine
+    runs at the moment. A virtual machine's speed drifts between runs (here by up to a
+    factor of two), so milliseconds compare only between runs with similar values."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(10_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 @functools.cache
@@ -137,6 +152,10 @@ def markdown(result: dict, outcomes: list[Outcome], generation: Generation,
              f"{m['database']} · {m['cpu']}, {m['cores']} cores, {m['memory']} · "
              f"{m['system']} · Python {m['python']} · SQLAlchemy {m['sqlalchemy']} · "
              f"engine {m['engine']} · measured {result['when']}", "",
+             *([f"Machine speed: ten million Python additions took "
+                f"{m['cpu_check'][0]:.2f} s before the requests and {m['cpu_check'][1]:.2f} s "
+                "after (best of three; the same check compares runs)", ""]
+               if m.get("cpu_check") else []),
              f"Command: `{result['command']}`", "", "#### Bulk creation", "",
              *bulk_rows(generation), "",
              "#### Requests (milliseconds, server side, in process)", "",

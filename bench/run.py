@@ -44,7 +44,7 @@ from .generate import (
 )
 from .measure import Runner
 from .probe import RawDatabase, SqlRecorder
-from .report import engine_version, machine, markdown, to_json, update_docs
+from .report import cpu_check, engine_version, machine, markdown, to_json, update_docs
 from .scenarios import Context, hash_token, scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +177,7 @@ def measure(kervan, kind: str, args, url: str, generation):
         gc.collect()
         gc.freeze()
         only = {k.strip() for k in args.only.split(",") if k.strip()}
+        speed_before = cpu_check()
         outcomes = []
         for scenario in scenarios(ctx):
             if only and scenario.key not in only:
@@ -189,7 +190,8 @@ def measure(kervan, kind: str, args, url: str, generation):
                 f"engine/floor {outcome.ratio:.2f} ({time.perf_counter() - started:.0f} s)")
         result = {"db": kind, "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                   "sizes": {e: getattr(args.sizes, e) for e in ENTITIES},
-                  "table_rows": table_rows, "machine": machine(kervan)}
+                  "table_rows": table_rows,
+                  "machine": {**machine(kervan), "cpu_check": (speed_before, cpu_check())}}
         return result, outcomes
     finally:
         raw.close()

@@ -91,7 +91,7 @@ class _Batch:
 
 
 class _Load:
-    """One bulk call, batch by batch, as a pipeline of two threads.
+    """One bulk call, batch by batch, as a pipeline of two threads (on PostgreSQL).
 
     Each batch is *prepared* (coerced, defaulted, ruled: Python alone), *checked* (links,
     uniqueness, number series, ids: a few short queries), *built* into the rows of its
@@ -113,6 +113,11 @@ class _Load:
         self.unique_seen: dict[str, dict] = {}  # values of unique fields taken by the call
         self.unwritten: list[int] = []  # ids of the batch checked but not written yet
         self.next_id: int | None = None  # SQLite: ids are counted on from the first
+        # PostgreSQL only: psycopg streams a COPY in large buffers and waits for the server
+        # without the GIL, so the two threads work at once. sqlite3 takes the GIL back for
+        # every row it binds, and a writer thread mostly waits for this one (the benchmark's
+        # load fell from 10,800 to 8,400 rows/s): SQLite writes in this thread.
+        self.threaded = conn.dialect.name == "postgresql"
 
     def run(self, rows: list[dict], at: list[dt.datetime] | None, size: int) -> list[int]:
         starts = range(0, len(rows), size)
@@ -121,7 +126,8 @@ class _Load:
         prepared = (self.prepare(rows[i:i + size], i, at[i:i + size] if at else None)
                     for i in starts)
         ids: list[int] = []
-        writer = ThreadPoolExecutor(1, thread_name_prefix="kervan-bulk")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="kervan-bulk") if self.threaded \
+            else None
         writing = None
         try:
             ahead = self.check(next(prepared))
@@ -134,15 +140,20 @@ class _Load:
                 if following is not None:
                     self.unwritten = ahead.ids
                     self.check(following)
-                writing = writer.submit(self.write, ahead, tables)
+                if writer is None:
+                    self.write(ahead, tables)
+                else:
+                    writing = writer.submit(self.write, ahead, tables)
                 ids.extend(ahead.ids)
                 ahead = following
-            writing.result()
-            writing = None
+            if writing is not None:
+                writing.result()
+                writing = None
         finally:
             if writing is not None:  # something failed while a write ran: let it end
                 wait([writing])
-            writer.shutdown()
+            if writer is not None:
+                writer.shutdown()
         return ids
 
     def prepare(self, rows: list[dict], offset: int,
