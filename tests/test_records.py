@@ -251,6 +251,32 @@ def test_the_bulk_pipeline_writes_every_batch_in_order(shop):
     assert snapshot(shop) == before
 
 
+def test_a_write_the_database_refuses_mid_load_keeps_nothing(shop):
+    """A refusal from the database itself (here a DBA's trigger), raised while a later
+    batch is being prepared (by the writer thread on PostgreSQL), ends the call with that
+    error, rolls the whole load back and leaves the connection pool usable."""
+    with shop.db.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.name = 'boom' THEN RAISE EXCEPTION 'boom is not a customer'; END IF; "
+                "RETURN NEW; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER refuse_boom BEFORE INSERT ON customer "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
+        else:
+            conn.exec_driver_sql("CREATE TRIGGER refuse_boom BEFORE INSERT ON customer "
+                                 "WHEN new.name = 'boom' BEGIN "
+                                 "SELECT RAISE(ABORT, 'boom is not a customer'); END")
+    before = snapshot(shop)
+    rows = [{"name": "boom" if i == 7 else f"Müşteri {i}", "kind": "person",
+             "email": f"m{i}@x.co"} for i in range(12)]
+    with pytest.raises(sa.exc.DatabaseError, match="boom is not a customer"):
+        shop.records.bulk_create("customer", rows, batch_size=3)
+    assert snapshot(shop) == before
+    assert shop.records.bulk_create("customer", rows[:7], batch_size=3)  # the pool is fine
+    assert count(shop, "customer") == before["customer"] + 7
+
+
 def test_an_unknown_owner_is_refused(shop):
     with pytest.raises(ValidationFailed) as caught:
         make_customer(shop, owner=987)

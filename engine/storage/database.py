@@ -112,7 +112,12 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
         return
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(key) for key in order)
-    with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(
-            f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
-        for values in params:
-            copy.write_row(values)
+    statement = f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+    try:
+        with conn.connection.dbapi_connection.cursor() as cursor, \
+                cursor.copy(statement) as copy:
+            for values in params:
+                copy.write_row(values)
+    except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it from execute()
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error,
+                                         dialect=dialect) from exc
