@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from dataclasses import field as default
@@ -111,7 +112,6 @@ class _Load:
         self.defaults = {k: f for k, f in entity.user_fields.items()
                          if f.default is not None and f.type != "child_table"}
         self.unique_seen: dict[str, dict] = {}  # values of unique fields taken by the call
-        self.unwritten: list[int] = []  # ids of the batch checked but not written yet
         self.next_id: int | None = None  # SQLite: ids are counted on from the first
         # PostgreSQL only: psycopg streams a COPY in large buffers and waits for the server
         # without the GIL, so the two threads work at once. sqlite3 takes the GIL back for
@@ -138,8 +138,7 @@ class _Load:
                     writing.result()
                     writing = None
                 if following is not None:
-                    self.unwritten = ahead.ids
-                    self.check(following)
+                    self.check(following, unwritten=ahead.ids)
                 if writer is None:
                     self.write(ahead, tables)
                 else:
@@ -177,12 +176,13 @@ class _Load:
             records.append(record)
         return _Batch(offset, records, made, local, errors)
 
-    def check(self, batch: _Batch) -> _Batch:
-        """Links and unique values (refusing the call), then numbers, teams and ids."""
+    def check(self, batch: _Batch, unwritten: Iterable[int] = ()) -> _Batch:
+        """Links and unique values (refusing the call), then numbers, teams and ids.
+        `unwritten`: ids of the batch before, checked but not written yet."""
         conn, entity, records, errors = self.conn, self.entity, batch.records, batch.errors
         check_references(self.service, conn, entity, records, errors,
                          lambda index, key: f"{batch.offset + index}.{key}",
-                         unwritten={entity.key: set(self.unwritten)})
+                         unwritten={entity.key: set(unwritten)})
         self._check_unique(batch)
         if errors:
             shown = dict(list(errors.items())[:50])
