@@ -351,3 +351,73 @@ def test_a_search_counts_up_to_its_own_cap(crm, monkeypatch):
     assert len(rest.rows) == 2 and rest.next is None
     listed = crm.records.list("lead", ListRequest())
     assert listed.count == 7 and listed.at_least is None
+
+
+def test_the_search_box_shows_each_entity_as_its_list_would(crm):
+    """`search_all` asks every entity's index in one statement, then reads only the
+    entities with candidates among them: what it shows of each entity is exactly the first
+    page of that entity's list searched for the text, for every user and kind of text —
+    archived records, other teams' records and candidates the exact match turns down
+    (an address found by its name part) left out; entities without matches left out."""
+    users = crm.users
+    admin, ayse = (users.actor(users.by_username(n)) for n in ("admin", "ayse"))
+    reza = users.actor(users.by_username("reza"))
+    for i in range(9):  # more than the six shown: the group says there are more
+        lead(crm, **{"full_name": f"Deniz Kutucu {i}", "email": f"deniz{i}@kutucu.example"})
+    theirs = crm.records.create("lead", {"full_name": "Kutucu Tahran", "source": "referral",
+                                         "email": "kutucu@tahran.example"}, actor=reza)
+    crm.records.archive("lead", found_ids(crm, "kutucu 3")[0])
+    crm.records.create("account", {"name": "Kutucu Ambalaj", "kind": "individual"})
+    lead(crm, **{"full_name": "Seda Erdoğan", "email": "seda.erdogan28767@gmail.com"})
+    lead(crm, **{"full_name": "Seda Başka", "email": "seda.erdogan28767@yahoo.com"})
+    crm.records.bulk_create("lead", [{"full_name": f"Yaygın Ad {i}", "source": "referral",
+                                      "email": f"yaygin{i}@kervan.test"} for i in range(120)])
+    searchable = [e.key for e in crm.model.entities.values()
+                  if not e.child_of and e.search_fields]
+    assert len(searchable) > 10
+
+    for actor in (admin, ayse):
+        for text, size in (("kutucu", 6), ("seda.erdogan28767@gmail.com", 6),
+                           ("yaygın ad", 1), ("ku", 6), ("hiçbir kayıtta yok", 6)):
+            # size 1: more candidates than a page of one sorts (100), so the leads are
+            # searched as their list would be, through the index again
+            shown = {e.key: page for e, page in crm.records.search_all(text, actor, size=size)}
+            expected = {}
+            for key in searchable:
+                if crm.permissions.scope(actor, crm.model.entity(key), "read") == "none":
+                    continue
+                page = crm.records.list(key, ListRequest(search=text, size=size, count=False),
+                                        actor=actor)
+                if page.rows:
+                    expected[key] = page
+            assert {k: ([r["id"] for r in p.rows], bool(p.next)) for k, p in shown.items()} \
+                == {k: ([r["id"] for r in p.rows], bool(p.next)) for k, p in expected.items()}, \
+                (actor, text)
+
+    kutucu = {e.key: page for e, page in crm.records.search_all("kutucu", admin)}
+    assert set(kutucu) == {"lead", "account"} and bool(kutucu["lead"].next)
+    assert theirs["id"] in [r["id"] for r in kutucu["lead"].rows]
+    assert theirs["id"] not in [r["id"] for e, p in crm.records.search_all("kutucu", ayse)
+                                for r in p.rows]
+    seda = crm.records.search_all("seda.erdogan28767@gmail.com", admin)
+    assert [(e.key, [r["full_name"] for r in p.rows]) for e, p in seda] == \
+        [("lead", ["Seda Erdoğan"])]
+
+
+def test_every_entitys_candidates_come_from_one_statement(crm):
+    entities = [(e, crm.records.table(e)) for e in crm.model.entities.values()
+                if not e.child_of and e.search_fields]
+    crm.records.bulk_create("lead", [{"full_name": f"Aday {i}", "source": "referral",
+                                      "email": f"aday{i}@kervan.test"} for i in range(5)])
+    crm.records.create("account", {"name": "Aday Yapı", "kind": "individual"})
+    with crm.db.connect() as conn:
+        found_now = search_index.candidate_ids(conn, entities, "aday", 10)
+        assert sorted(found_now["lead"]) == sorted(found_ids(crm, "aday"))
+        assert len(found_now["account"]) == 1
+        assert all(ids == [] for key, ids in found_now.items() if key not in ("lead", "account"))
+        assert search_index.candidate_ids(conn, entities, "aday", 4)["lead"] is None
+        assert search_index.candidate_ids(conn, entities, "ad", 10) == {}  # too short
+
+
+def found_ids(kervan, text: str) -> list[int]:
+    return [r["id"] for r in kervan.records.list("lead", ListRequest(search=text, size=100)).rows]

@@ -222,33 +222,44 @@ def _like_pattern(term: str) -> str:
     return f"%{escape_like(term)}%"
 
 
-def _lookup_postgresql(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
-    doc = document(entity, table, "postgresql")
-    # the typed text folded by the same SQL as the column (lower() follows the database's
-    # locale); an immutable function of a parameter, so the index still serves it
-    return sa.or_(*[doc.like(fold_sql(sa.literal(_like_pattern(term), sa.String()),
-                                      "postgresql", inline=True) if kind == "text" else
-                             _like_pattern(term)) for kind, term in found])
-
-
-def _fts_lookups(entity: Entity, found) -> list[sa.Select]:
-    """One `SELECT rowid FROM kv_search_<table> WHERE doc LIKE …` per term. FTS5 takes
-    LIKE without ESCAPE: a typed wildcard is left a wildcard, which only widens the
+def _patterns(found, dialect: str) -> list[tuple[str, str]]:
+    """(kind, LIKE pattern) the index is asked with for each (kind, term). SQLite's FTS5
+    takes LIKE without ESCAPE: a typed wildcard is left a wildcard, which only widens the
     candidates (the per-field match then decides)."""
-    fts = sa.table(fts_table(entity), sa.column("rowid"), sa.column("doc"))
-    return [sa.select(fts.c.rowid).where(fts.c.doc.like(
-        "%" + (fold_like_sqlite(term) if kind == "text" else term) + "%"))
-        for kind, term in found]
+    if dialect == "postgresql":
+        return [(kind, _like_pattern(term)) for kind, term in found]
+    return [(kind, "%" + (fold_like_sqlite(term) if kind == "text" else term) + "%")
+            for kind, term in found]
 
 
-def _fts_hits(entity: Entity, found):
-    """The rowids the FTS table holds for any of the terms."""
-    lookups = _fts_lookups(entity, found)
+def _bound(patterns) -> list[tuple[str, sa.ColumnElement]]:
+    return [(kind, sa.literal(pattern, sa.String())) for kind, pattern in patterns]
+
+
+def _lookup_postgresql(table: sa.Table, columns, patterns) -> sa.ColumnElement[bool]:
+    """The document of `table`'s rows LIKE any of the (kind, pattern) pairs; a text
+    pattern is folded by the same SQL as the document (lower() follows the database's
+    locale), an immutable function of a parameter, so the index still serves it."""
+    doc = _document(table, columns, "postgresql")
+    return sa.or_(*[doc.like(fold_sql(pattern, "postgresql", inline=True)
+                             if kind == "text" else pattern) for kind, pattern in patterns])
+
+
+def _fts_hits(table_name: str, patterns):
+    """`SELECT rowid FROM kv_search_<table> WHERE doc LIKE …`, one per pattern, united."""
+    fts = sa.table(f"kv_search_{table_name}", sa.column("rowid"), sa.column("doc"))
+    lookups = [sa.select(fts.c.rowid).where(fts.c.doc.like(pattern))
+               for _kind, pattern in patterns]
     return lookups[0] if len(lookups) == 1 else sa.union(*lookups)
 
 
-def _lookup_sqlite(entity: Entity, table: sa.Table, found) -> sa.ColumnElement[bool]:
-    return table.c.id.in_(_fts_hits(entity, found))
+def _hits(entity: Entity, table: sa.Table, found, dialect: str):
+    """The ids of the rows whose document holds any of the terms."""
+    patterns = _bound(_patterns(found, dialect))
+    if dialect == "postgresql":
+        return sa.select(table.c.id).where(
+            _lookup_postgresql(table, tuple(search_columns(entity)), patterns))
+    return _fts_hits(entity.table_name, patterns)
 
 
 def implies_match(entity: Entity, text: str, hidden: frozenset[str] = frozenset()) -> bool:
@@ -276,13 +287,52 @@ def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
     of the index alone, which stops counting at the limit."""
     if not usable(entity, text, conn.dialect.name):
         return False
-    found = terms(entity, text)
-    if conn.dialect.name == "postgresql":
-        hits = sa.select(table.c.id).where(_lookup_postgresql(entity, table, found))
-    else:
-        hits = _fts_hits(entity, found)
+    hits = _hits(entity, table, terms(entity, text), conn.dialect.name)
     counted = sa.select(sa.func.count()).select_from(hits.limit(limit + 1).subquery())
     return conn.execute(counted).scalar_one() > limit
+
+
+def candidate_ids(conn: sa.Connection, entities: list[tuple[Entity, sa.Table]], text: str,
+                  limit: int) -> dict[str, list[int] | None]:
+    """Every entity's index asked for `text` in one statement: entity key → the ids of the
+    records whose document holds it (at most `limit`; None when more do). Entities whose
+    index cannot answer the text are left out. Only candidates: the exact per-field match,
+    archiving and permissions are the caller's to apply."""
+    dialect = conn.dialect.name
+    shapes, patterns = [], {}
+    for entity, table in entities:
+        if not usable(entity, text, dialect):
+            continue
+        found = _patterns(terms(entity, text), dialect)
+        patterns.update(found)  # a kind's pattern is the same for every entity
+        shapes.append((entity.key, table, tuple(search_columns(entity)),
+                       tuple(kind for kind, _ in found)))
+    if not shapes:
+        return {}
+    out: dict[str, list[int] | None] = {key: [] for key, *_ in shapes}
+    statement = _everywhere(tuple(shapes), dialect, limit)
+    for key, record_id in conn.execute(statement, {f"kv_{k}": p for k, p in patterns.items()}):
+        out[key].append(record_id)
+    return {key: (ids if len(ids) <= limit else None) for key, ids in out.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _everywhere(shapes, dialect: str, limit: int) -> sa.CompoundSelect:
+    """The statement of `candidate_ids` for these entities, its patterns bound by kind
+    (`kv_text`, `kv_digits`, `kv_number`): built once, not for every search. Each entity
+    keeps its own LIMIT inside a subquery (SQLite allows none on the parts of a compound
+    SELECT); one round trip and one plan instead of one per entity."""
+    branches = []
+    for key, table, columns, kinds in shapes:
+        patterns = [(kind, sa.bindparam(f"kv_{kind}", type_=sa.String())) for kind in kinds]
+        if dialect == "postgresql":
+            branch = sa.select(table.c.id).where(_lookup_postgresql(table, columns, patterns))
+        else:
+            hits = _fts_hits(table.name, patterns).subquery()
+            branch = sa.select(hits.c.rowid.label("id"))
+        sub = branch.add_columns(sa.literal(key).label("entity")).limit(limit + 1).subquery()
+        branches.append(sa.select(sub.c.entity, sub.c.id))
+    return sa.union_all(*branches)
 
 
 def count_source(entity: Entity, table: sa.Table, text: str, dialect: str):
@@ -290,7 +340,7 @@ def count_source(entity: Entity, table: sa.Table, text: str, dialect: str):
     its cap reads hits as they come instead of gathering them all first), or None."""
     if dialect != "sqlite" or not usable(entity, text, dialect):
         return None
-    hits = _fts_hits(entity, terms(entity, text)).subquery("hits")
+    hits = _hits(entity, table, terms(entity, text), dialect).subquery("hits")
     return hits.join(table, table.c.id == hits.c.rowid)
 
 
@@ -302,5 +352,6 @@ def candidates(entity: Entity, table: sa.Table, text: str,
         return None
     found = terms(entity, text)
     if dialect == "postgresql":
-        return _lookup_postgresql(entity, table, found)
-    return _lookup_sqlite(entity, table, found)
+        return _lookup_postgresql(table, tuple(search_columns(entity)),
+                                  _bound(_patterns(found, dialect)))
+    return table.c.id.in_(_hits(entity, table, found, dialect))

@@ -18,8 +18,9 @@ import sqlalchemy as sa
 
 from engine.definitions.model import Entity, Field
 from engine.fields.builtin import MAX_INTEGER
+from engine.query import search_index
 from engine.query.conditions import to_sql
-from engine.query.listing import ListRequest, Page, QueryError, list_records
+from engine.query.listing import ListRequest, Page, QueryError, hits_to_sort, list_records
 from engine.storage.database import WRITE, reading
 
 from . import audit
@@ -155,6 +156,34 @@ class RecordService:
             return list_records(c, entity, table, request,
                                 lambda row: self._row_to_record(entity, row, hidden),
                                 scope=scope, hidden=hidden)
+
+    def search_all(self, text: str, actor: Actor = SYSTEM,
+                   size: int = 6) -> list[tuple[Entity, Page]]:
+        """The search box: for every entity the actor may read, the first `size` records
+        (in its list's own order) whose searchable fields hold `text`; entities without
+        any are left out.
+
+        The search indexes of all entities are asked together, in one statement, for the
+        records that may hold the text; then only the entities with candidates are read,
+        among those candidates, with the exact match and the actor's permissions. An
+        entity whose index cannot answer (a term too short) or that has too many
+        candidates to sort is searched as its list would be."""
+        entities = [e for e in self.model.entities.values()
+                    if not e.child_of and e.search_fields
+                    and self.permissions.scope(actor, e, "read") != "none"]
+        found = []
+        with reading(self.kervan.db) as conn:  # one connection for every entity
+            candidates = search_index.candidate_ids(
+                conn, [(e, self.table(e)) for e in entities], text, hits_to_sort(size))
+            for entity in entities:
+                among = candidates.get(entity.key)
+                if among == []:
+                    continue  # its index holds the text nowhere
+                page = self.list(entity.key, ListRequest(search=text, size=size, count=False,
+                                                         among=among), actor=actor, conn=conn)
+                if page.rows:
+                    found.append((entity, page))
+        return found
 
     def readable_ids(self, entity_key: str, ids, actor: Actor) -> set[int]:
         """Which of these records the actor may read now (for recent lists, favourites)."""

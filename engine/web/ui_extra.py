@@ -165,15 +165,8 @@ def search():
     actor = current_actor()
     groups = []
     if len(text) >= 2:
-        with reading(kervan().db) as conn:  # one connection for every entity
-            for entity in kervan().model.entities.values():
-                if entity.child_of or not entity.search_fields or not readable(actor, entity):
-                    continue
-                req = ListRequest(search=text, size=6, count=False,
-                                  sort=parse_list_args(entity, MultiDict()).sort)
-                page = kervan().records.list(entity.key, req, actor=actor, conn=conn)
-                if page.rows:
-                    groups.append((entity, page.rows, bool(page.next)))
+        groups = [(entity, page.rows, bool(page.next))
+                  for entity, page in kervan().records.search_all(text, actor)]
     if request.args.get("_format") == "json":
         return jsonify({"groups": [{"entity": e.key, "label": text_in(e.plural), "records": [
             {"id": r["id"], "title": compose_title(e, r),
