@@ -40,8 +40,9 @@ class Statement:
         return self.sql.lstrip().upper().startswith(("SELECT", "WITH"))
 
     def reads(self, table: str) -> bool:
-        """Whether the statement selects from `table` (not a join on another table's key)."""
-        pattern = rf'\bFROM "?{re.escape(table)}\b'
+        """Whether the statement selects from `table` or its SQLite search index
+        (`kv_search_<table>`), not a join on another table's key."""
+        pattern = rf'\bFROM "?(kv_search_)?{re.escape(table)}\b'
         return self.is_select and re.search(pattern, self.sql) is not None
 
 

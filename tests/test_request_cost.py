@@ -7,6 +7,7 @@ is deactivated, whoever wrote that to the database (nothing about users is kept 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -15,9 +16,12 @@ from flask import Flask
 
 from bench.probe import SqlRecorder, queries
 from engine.app import create_app
+from engine.config import normalise_database_url
 from engine.runtime import Kervan
+from engine.storage import database
+from engine.storage.database import make_engine, reading
 
-from .conftest import PASSWORD, module_crm, sign_in, write_tree
+from .conftest import PASSWORD, PG_SERVER, module_crm, sign_in, write_tree
 
 #: Lists and the lead's conversion tab (opportunities) that show the owning team.
 TEAM_COLUMNS = {
@@ -204,3 +208,41 @@ def test_a_session_is_kept_alive_at_most_every_five_minutes(world):
     assert (seen if seen.tzinfo else seen.replace(tzinfo=dt.UTC)) > long_ago
     set_last_seen(long_ago - dt.timedelta(hours=13))  # idle longer than a working day: gone
     assert users.session_user(session) is None
+
+
+@pytest.mark.skipif(not PG_SERVER, reason="PostgreSQL's pooled connections (SQLite has none)")
+def test_a_pooled_connection_is_pinged_only_after_idling(database_url, monkeypatch):
+    """A request's three or four uses of the pool take the same warm connection (last in,
+    first out) without a ping each; one idle for longer than PING_AFTER_IDLE_SECONDS is
+    pinged first and, found dead (a restarted server), replaced without an error. A
+    connection that dies within that second fails the statement that meets it, and the
+    pool is renewed for the next."""
+    engine = make_engine(normalise_database_url(database_url))
+    server = sa.create_engine(normalise_database_url(database_url),
+                              isolation_level="AUTOCOMMIT")
+
+    def backend() -> int:
+        with reading(engine) as conn:
+            return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+    def kill(pid: int) -> None:
+        with server.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+
+    try:
+        first = backend()
+        assert backend() == backend() == first
+        kill(first)
+        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)
+        time.sleep(0.01)
+        second = backend()  # pinged, found dead, replaced
+        assert second != first
+        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)
+        kill(second)
+        with pytest.raises(sa.exc.OperationalError) as failed:
+            backend()
+        assert failed.value.connection_invalidated
+        assert backend() not in (first, second)
+    finally:
+        engine.dispose()
+        server.dispose()

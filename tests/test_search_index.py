@@ -421,3 +421,44 @@ def test_every_entitys_candidates_come_from_one_statement(crm):
 
 def found_ids(kervan, text: str) -> list[int]:
     return [r["id"] for r in kervan.records.list("lead", ListRequest(search=text, size=100)).rows]
+
+
+def test_a_search_the_index_found_in_many_records_walks_a_bounded_part_of_the_list(
+        crm, monkeypatch):
+    """`many_hits` (the search box knows the index holds the text in more records than a
+    page sorts): an uncounted page walks the list's own order and tests each row, in one
+    statement, without asking the index again. The walk stops after WALK_ROWS rows; when
+    those hold less than a page, the index's hits are sorted. Every way gives the same
+    page."""
+    from engine.query import listing
+
+    crm.records.bulk_create("lead", [{"full_name": f"Yaygın Ad {i}", "source": "referral",
+                                      "email": f"yaygin{i}@kervan.test"} for i in range(12)])
+    crm.records.bulk_create("lead", [{"full_name": f"Başka Kişi {i}", "source": "referral",
+                                      "email": f"baska{i}@kervan.test"} for i in range(8)])
+    statements = []
+
+    def page(many_hits: bool, size: int = 3) -> tuple[list[int], bool]:
+        statements.clear()
+        listed = crm.records.list("lead", ListRequest(search="yaygın ad", size=size,
+                                                      count=False, many_hits=many_hits))
+        return [r["id"] for r in listed.rows], bool(listed.next)
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append(statement)
+
+    sa.event.listen(crm.db, "before_cursor_execute", record)
+    try:
+        asked = page(False)
+        assert len(asked[0]) == 3 and asked[1]
+        assert page(True) == asked
+        assert len(statements) == 1 and "walked" in statements[0]
+        monkeypatch.setattr(listing, "WALK_ROWS", 5)  # only the newer "Başka Kişi"s
+        assert page(True) == asked
+        assert "walked" in statements[0] and "walked" not in statements[-1]
+        assert search_index.fts_table(crm.model.entity("lead")) in statements[-1] or \
+            "sx_lead" in statements[-1] or "hits" in statements[-1]  # through the index
+        assert page(True, size=20) == page(False, size=20)
+    finally:
+        sa.event.remove(crm.db, "before_cursor_execute", record)

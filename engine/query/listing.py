@@ -8,6 +8,7 @@ of the last row), so page 1,000 costs what page 1 costs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -43,6 +44,9 @@ def hits_to_sort(size: int) -> int:
 
 #: PostgreSQL: a list with at most this many matches reads them all and sorts them.
 FENCE = 5_000
+#: How many rows of a list's own order a search the index found in many records
+#: (`ListRequest.many_hits`) walks to fill its page before the index is asked again.
+WALK_ROWS = 2_000
 
 
 class QueryError(ValueError):
@@ -75,6 +79,9 @@ class ListRequest:
     #: Only among these records (ids a search index already found for `search`, which then
     #: only checks the exact per-field match); None: every record.
     among: list[int] | None = None
+    #: The search index already found more records holding `search` than a page sorts
+    #: (`hits_to_sort`): an uncounted page walks the list's own order first.
+    many_hits: bool = False
 
 
 @dataclass
@@ -254,9 +261,18 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
     columns = sort_columns(entity, table, request.sort or parse_sort(entity, None))
     keyset = (keyset_after(columns, decode_cursor(request.cursor, columns))
               if request.cursor else None)
+    to_sort = hits_to_sort(size)  # more hits than this: walk the list's order instead
+    if searched and request.many_hits and not request.count:
+        rows = _walk_first(conn, entity, table, request, scope, hidden, columns, keyset)
+        if rows is not None:
+            return _page(rows, None, size, columns, to_record, count_cap(request))
+        # fewer matches in the walked rows than a page: the text is rarer among the rows
+        # this actor may read than among all; every hit is worth sorting, up to the most
+        # a search sorts, before a walk of the whole list is risked
+        to_sort = SEARCH_HITS_TO_SORT
     if searched and dialect == "postgresql":
         rows, total = _searched_postgresql(conn, entity, table, request, scope, hidden,
-                                           columns, keyset)
+                                           columns, keyset, to_sort)
         return _page(rows, total, size, columns, to_record, count_cap(request))
     total = None
     if request.count:  # first: how many match decides how the page is read
@@ -266,10 +282,9 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
                                source=source)
         capped = counted.with_only_columns(table.c.id).limit(count_cap(request) + 1).subquery()
         total = conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
-        common = searched and total > hits_to_sort(size)
+        common = searched and total > to_sort
     else:
-        common = searched and search_index.common(conn, entity, table, request.search,
-                                                  hits_to_sort(size))
+        common = searched and search_index.common(conn, entity, table, request.search, to_sort)
     stmt = build_select(entity, table, request, scope, hidden, dialect=dialect,
                         indexed=not common)
     if keyset is not None:
@@ -298,7 +313,7 @@ def _order(columns) -> list:
 
 
 def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListRequest,
-                         scope, hidden: frozenset[str], columns, keyset):
+                         scope, hidden: frozenset[str], columns, keyset, to_sort: int):
     """PostgreSQL: a search's count and page in one statement, so the trigram index is
     read once. The matching ids (up to the count's cap) are gathered first; when at most
     `hits_to_sort` of them there are, the page is read from them and sorted. The count
@@ -307,20 +322,24 @@ def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListReq
     row, which meets a page's worth soon. Returns (rows of the page, matches or None
     when not counted)."""
     size = request.size
-    cap = count_cap(request) if request.count else hits_to_sort(size)
-    threshold = min(hits_to_sort(size), cap)  # the page is read from every hit or none
+    cap = count_cap(request) if request.count else to_sort
+    threshold = min(to_sort, cap)  # the page is read from every hit or none
     matching = build_select(entity, table, request, scope, hidden, dialect="postgresql")
-    hits = (matching.with_only_columns(table.c.id).limit(cap + 1)
+    # the hits carry their sort keys (read with the row the index led to), so the page is
+    # sorted from them without looking each hit up again by primary key
+    keys = list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
+    hits = (matching.with_only_columns(*keys).limit(cap + 1)
             .cte("hits").prefix_with("MATERIALIZED"))
     counted = sa.select(sa.func.count().label("n")).select_from(hits).cte("counted")
-    keys = list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
-    sorted_hits = sa.select(*keys).where(table.c.id.in_(sa.select(hits.c.id)),
-                                         sa.select(counted.c.n).scalar_subquery() <= threshold)
-    if keyset is not None:
-        sorted_hits = sorted_hits.where(keyset)
+    by_hits = [(hits.c[c.name], d) for c, d in columns]
+    sorted_hits = sa.select(*[hits.c[c.name] for c in keys]).where(
+        sa.select(counted.c.n).scalar_subquery() <= threshold)
+    if request.cursor:
+        sorted_hits = sorted_hits.where(
+            keyset_after(by_hits, decode_cursor(request.cursor, columns)))
     # the page's ids and sort keys, then its rows by primary key (a subquery of the
     # whole row would cost a column object per field to build, for every search)
-    page = sorted_hits.order_by(*_order(columns)).limit(size + 1).subquery("page")
+    page = sorted_hits.order_by(*_order(by_hits)).limit(size + 1).subquery("page")
     found = conn.execute(
         sa.select(counted.c.n, table)
         .select_from(counted.outerjoin(page, sa.true()).outerjoin(table,
@@ -338,6 +357,26 @@ def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListReq
     if keyset is not None:
         walk = walk.where(keyset)
     return conn.execute(walk.order_by(*_order(columns)).limit(size + 1)).mappings().all(), total
+
+
+def _walk_first(conn, entity: Entity, table: sa.Table, request: ListRequest, scope,
+                hidden: frozenset[str], columns, keyset):
+    """The page of a search whose text the index already found in many records, read by
+    walking at most WALK_ROWS rows of the list's own order and testing each (the index
+    is not asked again). None when those rows hold less than a page."""
+    dialect = conn.dialect.name
+    walked = build_select(entity, table, dataclasses.replace(request, search=None), scope,
+                          hidden, dialect=dialect)
+    if keyset is not None:
+        walked = walked.where(keyset)
+    walked = walked.order_by(*_order(columns)).limit(WALK_ROWS).subquery("walked")
+    stmt = (sa.select(walked)
+            .where(search_condition(entity, walked, request.search, hidden, dialect,
+                                    indexed=False))
+            .order_by(*_order([(walked.c[c.name], d) for c, d in columns]))
+            .limit(request.size + 1))
+    rows = conn.execute(stmt).mappings().all()
+    return rows if len(rows) > request.size else None
 
 
 def _page(rows, total: int | None, size: int, columns, to_record, cap: int) -> Page:

@@ -15,6 +15,10 @@ per-field match` (`listing.search_condition`), so a document that says a little 
 much (two fields side by side, a field the user may not see) never shows a wrong row.
 Terms shorter than three characters skip the index (a trigram index cannot help them);
 the per-field match alone answers those.
+
+The search box looks in every entity: `candidate_ids` asks all their indexes in one
+statement, and only the entities holding candidates are then read, among them
+(`RecordService.search_all`).
 """
 
 from __future__ import annotations
@@ -70,7 +74,11 @@ def index_name(entity: Entity) -> str:
 
 
 def fts_table(entity: Entity) -> str:
-    return f"kv_search_{entity.table_name}"
+    return _fts_name(entity.table_name)
+
+
+def _fts_name(table_name: str) -> str:
+    return f"kv_search_{table_name}"
 
 
 def document(entity: Entity, table, dialect: str) -> sa.ColumnElement | None:
@@ -173,7 +181,7 @@ def drop_ddl(table_name: str, dialect: str) -> list[str]:
     """Statements that remove an entity's index (whatever its fields were)."""
     if dialect == "postgresql":
         return [f"DROP INDEX IF EXISTS sx_{table_name}"]  # the index goes with the name
-    fts = f"kv_search_{table_name}"
+    fts = _fts_name(table_name)
     return [f"DROP TRIGGER IF EXISTS {fts}_{event}" for event in ("insert", "update", "delete")
             ] + [f"DROP TABLE IF EXISTS {fts}"]
 
@@ -247,7 +255,7 @@ def _lookup_postgresql(table: sa.Table, columns, patterns) -> sa.ColumnElement[b
 
 def _fts_hits(table_name: str, patterns):
     """`SELECT rowid FROM kv_search_<table> WHERE doc LIKE …`, one per pattern, united."""
-    fts = sa.table(f"kv_search_{table_name}", sa.column("rowid"), sa.column("doc"))
+    fts = sa.table(_fts_name(table_name), sa.column("rowid"), sa.column("doc"))
     lookups = [sa.select(fts.c.rowid).where(fts.c.doc.like(pattern))
                for _kind, pattern in patterns]
     return lookups[0] if len(lookups) == 1 else sa.union(*lookups)

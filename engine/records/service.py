@@ -179,8 +179,10 @@ class RecordService:
                 among = candidates.get(entity.key)
                 if among == []:
                     continue  # its index holds the text nowhere
-                page = self.list(entity.key, ListRequest(search=text, size=size, count=False,
-                                                         among=among), actor=actor, conn=conn)
+                page = self.list(entity.key, ListRequest(
+                    search=text, size=size, count=False, among=among,
+                    many_hits=entity.key in candidates and among is None), actor=actor,
+                    conn=conn)
                 if page.rows:
                     found.append((entity, page))
         return found

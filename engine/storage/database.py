@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import time
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ from sqlalchemy import event
 
 #: Execution option asking for a write transaction (BEGIN IMMEDIATE on SQLite).
 WRITE = {"kervan_write": True}
+#: PostgreSQL: a pooled connection idle for longer than this is pinged before it is used.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def make_engine(url: str, **kwargs) -> sa.Engine:
@@ -22,12 +25,39 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    # the connection put back last is taken first: a request's reads reuse one warm
+    # connection, and the ones a quiet hour leaves unused are those that go stale
+    kwargs.setdefault("pool_use_lifo", True)
     # Every statement planned with its values: psycopg would otherwise prepare a statement
     # after five runs and PostgreSQL may then keep a generic plan, blind to the search
     # pattern or the stage asked for (a rare stage and a common one want other plans)
     kwargs.setdefault("connect_args", {"prepare_threshold": None})
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Pessimistic disconnect handling, paid only where it can matter: a connection idle
+    for more than PING_AFTER_IDLE_SECONDS (a restarted server, a firewall's timeout) is
+    pinged when taken from the pool and replaced if dead. `pool_pre_ping` pinged on every
+    checkout — a round trip for each of a request's three or four uses of the pool, about
+    a twentieth of a list request on one machine and more across a network."""
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection, record):
+        record.info["kervan_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection, record, _proxy):
+        since = record.info.get("kervan_idle_since")
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+            return  # just connected, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # the pool throws this connection away and takes or makes another
+            raise sa.exc.DisconnectionError(f"a pooled connection was dead: {exc}") from exc
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
