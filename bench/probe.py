@@ -207,10 +207,14 @@ class RawDatabase:
             visited = _visited(plan[0]["Plan"], table)
             whole = table_rows > 0 and visited >= WHOLE_TABLE_SHARE * table_rows
             return whole, f"visited {visited:,} of {table_rows:,} {table} rows"
-        detail = [line.strip() for line in self.explain(sql, params, native=True)]
+        lines = self.explain(sql, params, native=True)
+        detail = [line.strip() for line in lines]
         scans = [d for d in detail if re.match(rf"SCAN {re.escape(table)}\b", d)]
         if not scans:
             return False, f"{table} reached through an index search"
+        if _bounded_subquery(lines, table, sql):
+            return False, f"{scans[0]}: inside a subquery with a LIMIT of its own (a walk " \
+                          f"of a bounded part of the list)"
         sorts_all = any(d == "USE TEMP B-TREE FOR ORDER BY" for d in detail)
         exhausted = limit is None or returned < limit
         if sorts_all or exhausted:
@@ -218,6 +222,25 @@ class RawDatabase:
                 f"returned {returned} < limit {limit}, so the walk reached the end"
             return True, f"{scans[0]}: {why}"
         return False, f"{scans[0]}: stopped at the limit ({limit} rows)"
+
+
+#: A subquery in FROM with a LIMIT of its own (one level of parentheses inside it).
+LIMITED_SUBQUERY = re.compile(r"\(SELECT\b[^()]*(\([^()]*\)[^()]*)*\bLIMIT\b[^()]*\)\s+AS\s+\w+")
+
+
+def _bounded_subquery(lines: list[str], table: str, sql: str) -> bool:
+    """SQLite: whether a page's every scan of `table` runs inside a co-routine (a subquery
+    in FROM) with a LIMIT of its own — it stops there, whatever the outer query returns
+    or sorts. (Counts keep the plain rule: they stop at their cap or read every match.)"""
+    if sql.lstrip().startswith("SELECT count(") or not LIMITED_SUBQUERY.search(sql):
+        return False
+    inside = []
+    for i, line in enumerate(lines):
+        if re.match(rf"\s*SCAN {re.escape(table)}\b", line):
+            depth = len(line) - len(line.lstrip())
+            parents = [p for p in lines[:i] if len(p) - len(p.lstrip()) < depth]
+            inside.append(bool(parents) and parents[-1].strip().startswith("CO-ROUTINE"))
+    return bool(inside) and all(inside)
 
 
 def _visited(node: dict, table: str) -> int:
