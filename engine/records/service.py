@@ -166,8 +166,9 @@ class RecordService:
         The search indexes of all entities are asked together, in one statement, for the
         records that may hold the text; then only the entities with candidates are read,
         among those candidates, with the exact match and the actor's permissions. An
-        entity whose index cannot answer (a term too short) or that has too many
-        candidates to sort is searched as its list would be."""
+        entity whose index cannot answer (a term too short) is searched as its list would
+        be; one with more candidates than a few rows sort walks its list's order first
+        (`ListRequest.many_hits`)."""
         entities = [e for e in self.model.entities.values()
                     if not e.child_of and e.search_fields
                     and self.permissions.scope(actor, e, "read") != "none"]
