@@ -90,6 +90,10 @@ LEFT_TO_RIGHT = {"phone", "email", "url"}
 NO_WRAP = {"phone", "date", "datetime", "money", "decimal", "integer", "percent"}
 
 
+#: The colour of an option's badge when its metadata gives none.
+NEUTRAL = "#6c757d"
+
+
 def cell_attrs(field: Field | None, nowrap: bool = False) -> Markup:
     """HTML attributes for an element showing `field`'s value: phones, e-mails and web
     addresses run left to right (a phone reversed by RTL text is a wrong number), and with

@@ -6,7 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from flask import url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from engine.definitions.model import Entity, Field
@@ -15,7 +17,7 @@ from engine.query.params import parse_list_args
 from engine.records.actor import Actor
 
 from .context import kervan, text_in
-from .display import Titles, display, format_date, option_label
+from .display import NEUTRAL, Titles, cell_attrs, display, format_date, option_label
 
 PRESETS = ("today", "yesterday", "last_7_days", "last_30_days", "this_month", "last_month",
            "this_year")
@@ -95,6 +97,20 @@ class Column:
     label: str
     sortable: bool
 
+    @property
+    def attrs(self) -> Markup:
+        """The HTML attributes of this column's cells (`display.cell_attrs`)."""
+        return cell_attrs(self.field, nowrap=True)
+
+
+@dataclass
+class Cell:
+    """One cell of the list screen: its text and, for an option, the badge's colour."""
+
+    column: Column
+    text: str
+    color: str | None = None
+
 
 @dataclass
 class Filter:
@@ -120,6 +136,24 @@ class ListView:
 
     def cell(self, record: dict, key: str) -> str:
         return display(self.entity, key, record, self.titles)
+
+    def table(self) -> list[tuple[dict, str, list[Cell]]]:
+        """The page's rows as the list screen shows them — each record, the address of its
+        page and its cells — worked out here in one pass rather than by a template call
+        per cell (Jinja's calls were most of a 50-row page's rendering time)."""
+        columns = [(c, c.field.key, c.field.type == "enum") for c in self.columns]
+        rows = []
+        for record in self.page.rows:
+            cells = []
+            for column, key, enum in columns:
+                color = None
+                if enum and record.get(key):
+                    option = column.field.option(record[key])
+                    color = option.color if option and option.color else NEUTRAL
+                cells.append(Cell(column, self.cell(record, key), color))
+            rows.append((record, url_for("ui.detail", entity_key=self.entity.key,
+                                         record_id=record["id"]), cells))
+        return rows
 
 
 def list_columns(entity: Entity, hidden: frozenset[str]) -> list[Column]:
