@@ -9,7 +9,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, missing
 
 from engine.definitions.model import Entity, Field, Model
-from engine.fields.base import FieldValueError
+from engine.fields.base import FieldType, FieldValueError
 
 
 class KervanField(fields.Field):
@@ -64,20 +64,28 @@ def dump_records(schema: Schema, records: list[dict]) -> list[dict]:
     read from it directly rather than through marshmallow's lookup for every value (a key
     the record lacks still goes through marshmallow, which leaves it out)."""
     plan = [(name, field.data_key or name, field,
-             field.attribute is None and "." not in name)
+             field.attribute is None and "." not in name, _as_is(field))
             for name, field in schema.dump_fields.items()]
     out = []
     for record in records:
         data, is_dict = {}, isinstance(record, dict)
-        for name, key, field, direct in plan:
+        for name, key, field, direct, as_is in plan:
             if direct and is_dict and name in record:
-                data[key] = field._serialize(record[name], name, record)
+                data[key] = record[name] if as_is else field._serialize(record[name], name,
+                                                                        record)
                 continue
             value = field.serialize(name, record, accessor=schema.get_attribute)
             if value is not missing:
                 data[key] = value
         out.append(data)
     return out
+
+
+def _as_is(field) -> bool:
+    """Whether a schema field dumps its value unchanged (a field type whose JSON form is
+    the value itself: text, numbers, options, links)."""
+    return (isinstance(field, KervanField) and field.meta_field.type != "child_table"
+            and type(field.meta_field.field_type).to_json is FieldType.to_json)
 
 
 def load_errors(error: ValidationError) -> dict[str, str]:
