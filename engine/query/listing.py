@@ -295,8 +295,17 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
         # just did, by the filters' best index) and sort. Left to itself, PostgreSQL may
         # walk the sort column's index hoping to meet matches early — 30,000 rows for a
         # page of 51 when a filter's values go together.
-        fenced = stmt.cte("matches").prefix_with("MATERIALIZED")
-        stmt, columns = sa.select(fenced), [(fenced.c[c.name], d) for c, d in columns]
+        # Only the ids and sort keys are set aside, then the page's rows read by primary
+        # key: whole rows would be copied into the CTE, and a column object built for
+        # each of their fields on every request.
+        keys = list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
+        fenced = stmt.with_only_columns(*keys).cte("matches").prefix_with("MATERIALIZED")
+        page = (sa.select(fenced).order_by(*_order([(fenced.c[c.name], d) for c, d in columns]))
+                .limit(size + 1).subquery("page"))
+        stmt = (sa.select(table).join(page, table.c.id == page.c.id)
+                .order_by(*_order([(page.c[c.name], d) for c, d in columns])))
+        rows = conn.execute(stmt).mappings().all()
+        return _page(rows, total, size, columns, to_record, count_cap(request))
     rows = conn.execute(stmt.order_by(*_order(columns)).limit(size + 1)).mappings().all()
     return _page(rows, total, size, columns, to_record, count_cap(request))
 
