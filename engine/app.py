@@ -60,6 +60,9 @@ def create_app(config: dict | None = None, kervan: Kervan | None = None) -> Flas
 
     @app.before_request
     def pick_up_metadata_changes():
+        endpoint = request.endpoint or ""
+        if endpoint == "static" or endpoint.endswith(".static") or endpoint == "favicon":
+            return  # the stylesheets, scripts and icons a page loads depend on no metadata
         kervan.refresh()  # one cheap query; re-resolves when packs or the studio changed
 
     @app.context_processor

@@ -7,6 +7,7 @@ is deactivated, whoever wrote that to the database (nothing about users is kept 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 
@@ -139,6 +140,26 @@ def test_a_request_reads_its_user_in_one_query(world):
     browser = sign_in(world.app.test_client(), "admin")
     _page, statements = visit(world, browser, "/lead/?_size=5")
     assert sum(1 for s in statements if "kv_session" in s.sql) == 1
+
+
+def test_the_files_a_page_loads_cost_no_query(world):
+    """A page's stylesheets, scripts, icons and fonts depend on no metadata and no user:
+    serving them asks the database nothing (a page used to pay one metadata-version query
+    for each). Every other request still picks up metadata changes."""
+    browser = sign_in(world.app.test_client(), "admin")
+    page = browser.get("/lead/?_size=5").get_data(as_text=True)
+    files = [path for path in re.findall(r'(?:href|src)="(/[^"?]+\.(?:css|js|svg))"', page)]
+    assert any("/static/" in f and f.endswith(".css") for f in files), files
+    assert any(f.endswith(".js") for f in files), files
+    for path in [*files, "/favicon.ico"]:
+        with world.recorder.capture() as statements:
+            response = browser.get(path)
+        assert response.status_code == 200, path
+        response.close()
+        assert queries(statements) == [], path
+    with world.recorder.capture() as statements:
+        assert browser.get("/lead/?_size=5").status_code == 200
+    assert any("metadata_version" in s.sql for s in queries(statements))
 
 
 def test_sign_out_revocation_and_deactivation_count_on_the_next_request(world):
