@@ -234,12 +234,24 @@ def _bounded_subquery(lines: list[str], table: str, sql: str) -> bool:
     or sorts. (Counts keep the plain rule: they stop at their cap or read every match.)"""
     if sql.lstrip().startswith("SELECT count(") or not LIMITED_SUBQUERY.search(sql):
         return False
+    def depth(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
     inside = []
     for i, line in enumerate(lines):
-        if re.match(rf"\s*SCAN {re.escape(table)}\b", line):
-            depth = len(line) - len(line.lstrip())
-            parents = [p for p in lines[:i] if len(p) - len(p.lstrip()) < depth]
-            inside.append(bool(parents) and parents[-1].strip().startswith("CO-ROUTINE"))
+        if not re.match(rf"\s*SCAN {re.escape(table)}\b", line):
+            continue
+        parents = [j for j in range(i) if depth(lines[j]) < depth(line)]
+        if not parents or not lines[parents[-1]].strip().startswith("CO-ROUTINE"):
+            inside.append(False)
+            continue
+        start = parents[-1]  # the co-routine: bounded only if it reads in order, unsorted
+        block = []
+        for other in lines[start + 1:]:
+            if depth(other) <= depth(lines[start]):
+                break
+            block.append(other.strip())
+        inside.append("USE TEMP B-TREE FOR ORDER BY" not in block)
     return bool(inside) and all(inside)
 
 

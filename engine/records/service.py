@@ -21,7 +21,15 @@ from engine.fields.base import FieldType
 from engine.fields.builtin import MAX_INTEGER
 from engine.query import search_index
 from engine.query.conditions import to_sql
-from engine.query.listing import ListRequest, Page, QueryError, hits_to_sort, list_records
+from engine.query.listing import (
+    ListRequest,
+    Page,
+    QueryError,
+    SortKey,
+    hits_to_sort,
+    list_records,
+    parse_sort,
+)
 from engine.storage.database import WRITE, reading
 
 from . import audit
@@ -125,7 +133,7 @@ class RecordService:
         link = field.spec.get("link_field", entity.key)
         rows = conn.execute(sa.select(table).where(table.c[link] == parent_id)
                             .order_by(table.c.id)).mappings()
-        return [self._row_to_record(child, row) for row in rows]
+        return list(map(_record_reader(child), rows))
 
     def find(self, entity_key: str, where: dict | None = None, limit: int = 100,
              include_archived: bool = False, conn: sa.Connection | None = None) -> list[dict]:
@@ -138,7 +146,7 @@ class RecordService:
         if not include_archived:
             stmt = stmt.where(table.c.archived_at.is_(None))
         with _reader(self.kervan.db, conn) as c:
-            return [self._row_to_record(entity, r) for r in c.execute(stmt).mappings()]
+            return list(map(_record_reader(entity), c.execute(stmt).mappings()))
 
     def list(self, entity_key: str, request: ListRequest, actor: Actor = SYSTEM,
              conn: sa.Connection | None = None, action: str = "read") -> Page:
@@ -179,8 +187,12 @@ class RecordService:
                 among = candidates.get(entity.key)
                 if among == []:
                     continue  # its index holds the text nowhere
+                # its list's own order, unless that sorts by a field this user may not see
+                hidden = self.permissions.field_access(actor, entity).hidden
+                sort = [k for k in parse_sort(entity, None) if k.field not in hidden]
                 page = self.list(entity.key, ListRequest(
                     search=text, size=size, count=False, among=among,
+                    sort=sort or [SortKey("created_at", descending=True)],
                     many_hits=entity.key in candidates and among is None), actor=actor,
                     conn=conn)
                 if page.rows:

@@ -43,7 +43,9 @@ def _ping_when_idle(engine: sa.Engine) -> None:
     for more than PING_AFTER_IDLE_SECONDS (a restarted server, a firewall's timeout) is
     pinged when taken from the pool and replaced if dead. `pool_pre_ping` pinged on every
     checkout — a round trip for each of a request's three or four uses of the pool, about
-    a twentieth of a list request on one machine and more across a network."""
+    a twentieth of a list request on one machine and more across a network. A connection
+    that died within that second fails the statement that meets it; SQLAlchemy then renews
+    the whole pool, as it does for any disconnect."""
     @event.listens_for(engine, "checkin")
     def on_checkin(_dbapi_connection, record):
         record.info["kervan_idle_since"] = time.monotonic()
@@ -56,6 +58,8 @@ def _ping_when_idle(engine: sa.Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as exc:
+            if not engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise  # not a dead connection: the error is the caller's to see
             # the pool throws this connection away and takes or makes another
             raise sa.exc.DisconnectionError(f"a pooled connection was dead: {exc}") from exc
 
