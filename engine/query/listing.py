@@ -298,12 +298,12 @@ def list_records(conn: sa.Connection, entity: Entity, table: sa.Table, request: 
         # Only the ids and sort keys are set aside, then the page's rows read by primary
         # key: whole rows would be copied into the CTE, and a column object built for
         # each of their fields on every request.
-        keys = list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
-        fenced = stmt.with_only_columns(*keys).cte("matches").prefix_with("MATERIALIZED")
-        page = (sa.select(fenced).order_by(*_order([(fenced.c[c.name], d) for c, d in columns]))
+        fenced = (stmt.with_only_columns(*_sort_keys(table, columns)).cte("matches")
+                  .prefix_with("MATERIALIZED"))
+        page = (sa.select(fenced).order_by(*_order(_on(fenced, columns)))
                 .limit(size + 1).subquery("page"))
         stmt = (sa.select(table).join(page, table.c.id == page.c.id)
-                .order_by(*_order([(page.c[c.name], d) for c, d in columns])))
+                .order_by(*_order(_on(page, columns))))
         rows = conn.execute(stmt).mappings().all()
         return _page(rows, total, size, columns, to_record, count_cap(request))
     rows = conn.execute(stmt.order_by(*_order(columns)).limit(size + 1)).mappings().all()
@@ -321,6 +321,16 @@ def _order(columns) -> list:
             (c.desc() if d else c.asc()) for c, d in columns]
 
 
+def _sort_keys(table: sa.Table, columns) -> list:
+    """The sort columns and the id, each once: what a page is sorted and cursored by."""
+    return list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
+
+
+def _on(selectable, columns) -> list:
+    """The (column, descending) sort pairs, read from a subquery or CTE of the table."""
+    return [(selectable.c[c.name], d) for c, d in columns]
+
+
 def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListRequest,
                          scope, hidden: frozenset[str], columns, keyset, to_sort: int):
     """PostgreSQL: a search's count and page in one statement, so the trigram index is
@@ -336,11 +346,11 @@ def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListReq
     matching = build_select(entity, table, request, scope, hidden, dialect="postgresql")
     # the hits carry their sort keys (read with the row the index led to), so the page is
     # sorted from them without looking each hit up again by primary key
-    keys = list(dict.fromkeys([c for c, _ in columns] + [table.c.id]))
+    keys = _sort_keys(table, columns)
     hits = (matching.with_only_columns(*keys).limit(cap + 1)
             .cte("hits").prefix_with("MATERIALIZED"))
     counted = sa.select(sa.func.count().label("n")).select_from(hits).cte("counted")
-    by_hits = [(hits.c[c.name], d) for c, d in columns]
+    by_hits = _on(hits, columns)
     sorted_hits = sa.select(*[hits.c[c.name] for c in keys]).where(
         sa.select(counted.c.n).scalar_subquery() <= threshold)
     if request.cursor:
@@ -353,7 +363,7 @@ def _searched_postgresql(conn, entity: Entity, table: sa.Table, request: ListReq
         sa.select(counted.c.n, table)
         .select_from(counted.outerjoin(page, sa.true()).outerjoin(table,
                                                                   table.c.id == page.c.id))
-        .order_by(*_order([(page.c[c.name], d) for c, d in columns]))).all()
+        .order_by(*_order(_on(page, columns)))).all()
     matches = found[0][0]
     total = matches if request.count else None
     if matches <= threshold:
@@ -382,7 +392,7 @@ def _walk_first(conn, entity: Entity, table: sa.Table, request: ListRequest, sco
     stmt = (sa.select(walked)
             .where(search_condition(entity, walked, request.search, hidden, dialect,
                                     indexed=False))
-            .order_by(*_order([(walked.c[c.name], d) for c, d in columns]))
+            .order_by(*_order(_on(walked, columns)))
             .limit(request.size + 1))
     rows = conn.execute(stmt).mappings().all()
     return rows if len(rows) > request.size else None

@@ -149,7 +149,7 @@ TEMPLATE_HELPERS = {
     "weekday_name": weekday_name, "same_month": same_month, "day_label": day_label,
     "irr_in_toman": irr_in_toman,
     "number_input": number_input, "current_language": current_language,
-    "lowercase": lowercase, "cell_attrs": cell_attrs,
+    "lowercase": lowercase, "cell_attrs": cell_attrs, "neutral_color": NEUTRAL,
 }
 
 

@@ -97,17 +97,13 @@ class Column:
     label: str
     sortable: bool
 
-    @property
-    def attrs(self) -> Markup:
-        """The HTML attributes of this column's cells (`display.cell_attrs`)."""
-        return cell_attrs(self.field, nowrap=True)
-
 
 @dataclass
 class Cell:
-    """One cell of the list screen: its text and, for an option, the badge's colour."""
+    """One cell of the list screen: its HTML attributes, its text and, for an option, the
+    badge's colour."""
 
-    column: Column
+    attrs: Markup
     text: str
     color: str | None = None
 
@@ -141,16 +137,16 @@ class ListView:
         """The page's rows as the list screen shows them — each record, the address of its
         page and its cells — worked out here in one pass rather than by a template call
         per cell (Jinja's calls were most of a 50-row page's rendering time)."""
-        columns = [(c, c.field.key, c.field.type == "enum") for c in self.columns]
+        columns = [(c.field, cell_attrs(c.field, nowrap=True)) for c in self.columns]
         rows = []
         for record in self.page.rows:
             cells = []
-            for column, key, enum in columns:
+            for fld, attrs in columns:
                 color = None
-                if enum and record.get(key):
-                    option = column.field.option(record[key])
+                if fld.type == "enum" and record.get(fld.key):
+                    option = fld.option(record[fld.key])
                     color = option.color if option and option.color else NEUTRAL
-                cells.append(Cell(column, self.cell(record, key), color))
+                cells.append(Cell(attrs, self.cell(record, fld.key), color))
             rows.append((record, url_for("ui.detail", entity_key=self.entity.key,
                                          record_id=record["id"]), cells))
         return rows
