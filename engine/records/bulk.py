@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from engine.definitions.model import Entity
 from engine.query import search_index
-from engine.storage.database import insert_many
+from engine.storage.database import PreparedInsert, prepare_insert, send_insert
 
 from .actor import SYSTEM, Actor
 from .errors import RecordError, ValidationFailed
@@ -96,12 +96,14 @@ class _Load:
 
     Each batch is *prepared* (coerced, defaulted, ruled: Python alone), *checked* (links,
     uniqueness, number series, ids: a few short queries), *built* into the rows of its
-    table, audit and stage history (Python alone) and *written* (the database's work:
-    every index of three tables). A writer thread writes batch n while this thread
-    prepares batch n+2 and builds batch n+1, so the database and Python work at once
-    instead of in turns. The connection is never used by both: batch n+1 is checked after
-    batch n-1 is written and before batch n is (so the checks make up for the one batch
-    not written yet: its ids count as existing links and its unique values as taken).
+    table, audit and stage history, formatted as the driver sends them (Python alone), and
+    *written* (the database's work: every index of three tables). A writer thread writes
+    batch n while this thread prepares batch n+2 and builds batch n+1, so the database and
+    Python work at once instead of in turns; the writer only sends bytes, so it needs the
+    GIL only between large writes. Only one thread at a time talks to the database
+    (formatting asks the connection for its adapters alone): batch n+1 is checked after
+    batch n-1 is written and before batch n is (so the checks make up for the one batch not
+    written yet: its ids count as existing links and its unique values as taken).
     """
 
     def __init__(self, service, conn, entity: Entity, actor: Actor, index_search: bool):
@@ -232,8 +234,9 @@ class _Load:
                     errors.setdefault(f"{seen[used]}.{key}", f"{used!r} is already used")
             taken.update(seen)
 
-    def build(self, batch: _Batch) -> list[tuple[sa.Table, list[dict]]]:
-        """The rows to insert: the records, an audit event each, their first stage."""
+    def build(self, batch: _Batch) -> list[tuple[sa.Table, PreparedInsert | None]]:
+        """The rows to insert, ready to send: the records, an audit event each, their
+        first stage."""
         service, entity, actor = self.service, self.entity, self.actor
         storage_rows = []
         for record, moment in zip(batch.records, batch.made, strict=True):
@@ -264,11 +267,12 @@ class _Load:
                  "user_id": actor.user_id, "at": moment, "seconds_in_previous": None}
                 for record_id, record, moment in made
                 if record.get(stage_field) is not None]))
-        return tables
+        return [(table, prepare_insert(self.conn, table, rows)) for table, rows in tables]
 
-    def write(self, batch: _Batch, tables: list[tuple[sa.Table, list[dict]]]) -> None:
-        for table, rows in tables:
-            insert_many(self.conn, table, rows)
+    def write(self, batch: _Batch, tables: list[tuple[sa.Table, PreparedInsert | None]]
+              ) -> None:
+        for table, prepared in tables:
+            send_insert(self.conn, prepared)
             if table is self.table and self.index_search:
                 search_index.index_range(self.conn, self.entity, table, batch.ids[0],
                                          batch.ids[-1])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import operator
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -105,16 +107,33 @@ def is_sqlite(engine_or_conn) -> bool:
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
-    """INSERT many rows that share their keys, as fast as the database takes them.
+    """INSERT many rows that share their keys, as fast as the database takes them."""
+    send_insert(conn, prepare_insert(conn, table, rows))
 
-    What `conn.execute(table.insert(), rows)` does, without SQLAlchemy's per-row parameter
-    bookkeeping (about a fifth of the bulk path's time): each column's bind processor is
-    fetched once (and a value shared by the rows, such as the batch's moment, converted
-    once); SQLite then gets the driver's executemany, PostgreSQL a COPY (one stream instead
-    of a statement per row).
+
+@dataclass
+class PreparedInsert:
+    """Rows ready to be sent: the statement and, for PostgreSQL, the COPY stream itself
+    (text format), for SQLite the driver's parameter tuples."""
+
+    statement: str
+    data: bytes | list[tuple]
+    rows: int
+
+
+def prepare_insert(conn: sa.Connection, table: sa.Table,
+                   rows: list[dict]) -> PreparedInsert | None:
+    """The Python half of `insert_many`: what `conn.execute(table.insert(), rows)` does,
+    without SQLAlchemy's per-row parameter bookkeeping (about a fifth of the bulk path's
+    time). Each column's bind processor is fetched once (and a value shared by the rows,
+    such as the batch's moment, converted once). For PostgreSQL the rows are then formatted
+    as a COPY stream by psycopg's own adapters (`psycopg.copy.FileWriter`), so that sending
+    it (`send_insert`) is I/O alone: the bulk path formats the next batch while another
+    thread sends this one, and that thread needs the GIL only between large writes.
+    Nothing is sent here; the connection is only asked for its dialect and adapters.
     """
     if not rows:
-        return
+        return None
     dialect = conn.dialect
     keys = list(rows[0])
     if dialect.name == "postgresql":
@@ -142,16 +161,33 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
             processed.append(tuple(values))
         params = processed
     if dialect.name != "postgresql":
-        conn.exec_driver_sql(compiled.string, params)
-        return
+        return PreparedInsert(compiled.string, params, len(params))
+    from psycopg.copy import Copy, FileWriter
+
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(key) for key in order)
-    statement = f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+    stream = io.BytesIO()
+    with conn.connection.dbapi_connection.cursor() as cursor, \
+            Copy(cursor, binary=False, writer=FileWriter(stream)) as copy:
+        for values in params:
+            copy.write_row(values)
+    return PreparedInsert(f"COPY {quote(table.name)} ({columns}) FROM STDIN",
+                          stream.getvalue(), len(params))
+
+
+def send_insert(conn: sa.Connection, prepared: PreparedInsert | None) -> None:
+    """Run a prepared insert: the driver's executemany on SQLite, one COPY on PostgreSQL."""
+    if prepared is None:
+        return
+    dialect = conn.dialect
+    if dialect.name != "postgresql":
+        conn.exec_driver_sql(prepared.statement, prepared.data)
+        return
     try:
         with conn.connection.dbapi_connection.cursor() as cursor, \
-                cursor.copy(statement) as copy:
-            for values in params:
-                copy.write_row(values)
+                cursor.copy(prepared.statement) as copy:
+            copy.write(memoryview(prepared.data))  # sent in slices: no copies
     except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it from execute()
-        raise sa.exc.DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error,
+        raise sa.exc.DBAPIError.instance(prepared.statement, None, exc,
+                                         dialect.loaded_dbapi.Error,
                                          dialect=dialect) from exc
