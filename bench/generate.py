@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from engine.config import Settings, normalise_database_url
 from engine.records.actor import Actor
 from engine.runtime import Kervan
+from engine.storage.database import make_engine
 from engine.storage.schema_sync import sync_schema
 
 from .data import TEAMS, Generator, Owner, chunks
@@ -64,9 +65,13 @@ class Generation:
     loads: list[LoadStats] = field(default_factory=list)
     seconds: float = 0.0
     users: dict[str, int] = field(default_factory=dict)
+    #: whether the raw floor's tables had the search index too (generations before it did
+    #: wrote into B-tree indexes alone)
+    floor_search_index: bool = True
 
     def to_json(self) -> dict:
         return {"sizes": asdict(self.sizes), "seconds": self.seconds, "users": self.users,
+                "floor_search_index": self.floor_search_index,
                 "loads": [{**asdict(s), "engine_rate": s.engine_rate, "raw_rate": s.raw_rate}
                           for s in self.loads]}
 
@@ -74,7 +79,8 @@ class Generation:
     def from_json(cls, data: dict) -> Generation:
         loads = [LoadStats(**{k: v for k, v in s.items() if not k.endswith("_rate")})
                  for s in data["loads"]]
-        return cls(Sizes(**data["sizes"]), loads, data["seconds"], data["users"])
+        return cls(Sizes(**data["sizes"]), loads, data["seconds"], data["users"],
+                   data.get("floor_search_index", False))
 
 
 # -- databases -------------------------------------------------------------------------------
@@ -229,10 +235,12 @@ def _backdate(kervan: Kervan, entity: str, ids: list[int], moments: list[dt.date
 
 
 def _scratch(kervan: Kervan, raw_url: str) -> sa.Engine:
-    """The scratch database for the raw executemany: the same tables and indexes."""
+    """The scratch database for the raw executemany: the same tables and indexes, the
+    search index included (PostgreSQL's trigram index, SQLite's FTS5 table and the
+    triggers that fill it), made by the same schema sync as the engine's database."""
     create_database(raw_url)
-    engine = sa.create_engine(raw_url)
-    kervan.tables.create_all(engine)
+    engine = make_engine(raw_url)
+    sync_schema(engine, kervan.model)
     return engine
 
 
