@@ -19,6 +19,7 @@ from engine.definitions.resolve import try_resolve
 from engine.definitions.yamlsource import load_yaml_file, plain
 from engine.packs import PackError
 from engine.plugins import field_type_registry, make_plugin_manager
+from engine.query import search_index
 from engine.query.listing import ListRequest
 from engine.records.actor import SYSTEM as SYSTEM_ACTOR
 from engine.records.errors import ValidationFailed
@@ -42,8 +43,12 @@ def kervan(make_kervan, base_crm_template, database_url):
 
 # -- looking at the database ----------------------------------------------------------------
 def entity_tables(k) -> dict[str, list[str]]:
+    """Each entity table's columns, without PostgreSQL's stored search document (the
+    search index's, rebuilt whenever the searchable fields change, like SQLite's FTS
+    tables, which the kv_ prefix leaves out)."""
     inspector = sa.inspect(k.db)
-    return {t: sorted(c["name"] for c in inspector.get_columns(t))
+    return {t: sorted(c["name"] for c in inspector.get_columns(t)
+                      if c["name"] != search_index.DOC_COLUMN)
             for t in sorted(inspector.get_table_names()) if not t.startswith("kv_")}
 
 

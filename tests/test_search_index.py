@@ -190,6 +190,45 @@ def test_migrations_build_and_rebuild_the_index(metadata_dir, make_kervan):
                                          sa.inspect(conn).get_indexes("customer")}
 
 
+def test_a_column_the_document_is_made_of_can_change(metadata_dir, make_kervan):
+    """PostgreSQL keeps the document in a stored column that depends on the searchable
+    columns, and refuses to alter or drop a column while it does: the sync takes the
+    index away before a searchable column is widened or converted and builds it again
+    after. Records never carry the document."""
+    base = metadata_dir(SHOP)
+    kervan = make_kervan(base)
+    made = kervan.records.create("customer", {"name": "Doğu Lojistik", "number": 88})
+    assert "kv_search" not in made and "kv_search" not in kervan.records.get("customer",
+                                                                             made["id"])
+    wider = metadata_dir({"entities/customer.yaml": """
+        customer:
+          fields:
+            name: {max_length: 500}
+    """}, name="wider")
+    widened = make_kervan(base, wider, migrate=False)
+    assert plan_sync(widened.db, widened.model).lines() == [
+        "widen column customer.name (string:255 → string:500)",
+        "build search index on customer (rebuild: over name, phone__digits, number)"]
+    sync_schema(widened.db, widened.model)
+    assert plan_sync(widened.db, widened.model).lines() == ["no schema changes"]
+    assert found(widened, "customer", "doğu loj") == ["Doğu Lojistik"]
+
+    converted = metadata_dir({"entities/customer.yaml": """
+        customer:
+          fields:
+            number: {type: string, searchable: true}
+    """}, name="converted")
+    texts = make_kervan(base, wider, converted, migrate=False)
+    assert plan_sync(texts.db, texts.model).lines() == [
+        "convert column customer.number (string field number: integer → string:255; 1 of 1 "
+        "values convert)",
+        "build search index on customer (rebuild: over name, phone__digits, number)"]
+    sync_schema(texts.db, texts.model)
+    assert found(texts, "customer", "88") == ["Doğu Lojistik"]
+    texts.records.create("customer", {"name": "Kuzey Depo", "number": "K-1234"})
+    assert found(texts, "customer", "k-123") == ["Kuzey Depo"]
+
+
 def test_the_lookup_is_a_plain_condition_in_the_sql(crm):
     """SQLite writes a boolean expression it does not know as `(…) = 1`, which hides the
     lookup from its planner; the candidates must stay a plain `id IN (…)`. And the
@@ -437,8 +476,9 @@ def found_ids(kervan, text: str) -> list[int]:
 def test_a_search_the_index_found_in_many_records_walks_a_bounded_part_of_the_list(
         crm, monkeypatch):
     """`many_hits` (the search box knows the index holds the text in more records than a
-    page sorts): an uncounted page walks the list's own order and tests each row, in one
-    statement, without asking the index again. The walk stops after WALK_ROWS rows; when
+    page sorts): an uncounted page walks the list's own order and tests each row (on
+    PostgreSQL its stored document first), in one statement, without asking the index
+    again. The walk stops after WALK_ROWS rows; when
     those hold less than a page, the index's hits are sorted. Every way gives the same
     page."""
     from engine.query import listing
@@ -465,6 +505,8 @@ def test_a_search_the_index_found_in_many_records_walks_a_bounded_part_of_the_li
         assert len(asked[0]) == 3 and asked[1]
         assert page(True) == asked
         assert len(statements) == 1 and "walked" in statements[0]
+        if crm.db.dialect.name == "postgresql":  # each row tested on its stored document
+            assert "walked.kv_search LIKE" in statements[0], statements[0]
         monkeypatch.setattr(listing, "WALK_ROWS", 5)  # only the newer "Başka Kişi"s
         assert page(True) == asked
         assert "walked" in statements[0] and "walked" not in statements[-1]

@@ -382,16 +382,24 @@ def _walk_first(conn, entity: Entity, table: sa.Table, request: ListRequest, sco
                 hidden: frozenset[str], columns, keyset):
     """The page of a search whose text the index already found in many records, read by
     walking at most WALK_ROWS rows of the list's own order and testing each (the index
-    is not asked again). None when those rows hold less than a page."""
+    is not asked again). None when those rows hold less than a page.
+
+    On PostgreSQL a row is first tested on its stored search document (a LIKE on one
+    column); only the rows whose document holds the text are then tested field by field
+    (`translate()` and `lower()` of every searchable field cost 17 ms for 2,000 rows, the
+    stored column 1 ms). The LIMIT keeps the planner walking instead of asking the index."""
     dialect = conn.dialect.name
     walked = build_select(entity, table, dataclasses.replace(request, search=None), scope,
                           hidden, dialect=dialect)
     if keyset is not None:
         walked = walked.where(keyset)
+    stored = dialect == "postgresql" and search_index.usable(entity, request.search, dialect)
+    if stored:
+        walked = walked.add_columns(search_index.stored_document(table))
     walked = walked.order_by(*_order(columns)).limit(WALK_ROWS).subquery("walked")
-    stmt = (sa.select(walked)
+    stmt = (sa.select(*[walked.c[c.name] for c in table.c])
             .where(search_condition(entity, walked, request.search, hidden, dialect,
-                                    indexed=False))
+                                    indexed=stored))
             .order_by(*_order(_on(walked, columns)))
             .limit(request.size + 1))
     rows = conn.execute(stmt).mappings().all()

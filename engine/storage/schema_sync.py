@@ -153,7 +153,9 @@ def plan_sync(engine: sa.Engine, model: Model, allow_destructive: bool = False) 
             if type_ == "table":
                 return name in metadata.tables or name in owned
             if type_ == "index" and name and name.startswith("sx_"):
-                return False  # search indexes are expressions, planned below
+                return False  # search indexes are planned below
+            if type_ == "column" and name == search_index.DOC_COLUMN:
+                return False  # PostgreSQL's stored search document: the search index's
             return True
 
         context = MigrationContext.configure(conn, opts={
@@ -218,14 +220,16 @@ def plan_sync(engine: sa.Engine, model: Model, allow_destructive: bool = False) 
 
 
 def _search_steps(model: Model, registry, dialect: str, altered: set[str]) -> list[Step]:
-    """Build, rebuild or drop search indexes whose searchable fields changed (and on
-    SQLite those of tables an ALTER copies, since the copy loses the triggers)."""
+    """Build, rebuild or drop search indexes whose searchable fields changed, and those of
+    tables whose columns change type: SQLite's ALTER copies the table and loses the
+    triggers; PostgreSQL refuses to alter or drop a column its stored search document is
+    made from (the index is dropped before the columns change, built again after)."""
     steps = []
     built = {table: sig for (table, column), sig in registry.items() if column == SEARCH_KEY}
     for entity in model.entities.values():
         wanted = search_index.signature(entity, dialect)
         have = built.get(entity.table_name)
-        if wanted == have and not (have and dialect == "sqlite" and entity.table_name in altered):
+        if wanted == have and not (have and entity.table_name in altered):
             continue
         fields = ", ".join(c for c, _ in search_index.search_columns(entity))
         if wanted is None:
@@ -297,6 +301,9 @@ def apply_plan(engine: sa.Engine, model: Model, plan: Plan) -> None:
     metadata = build_tables(model)
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
         ops = Operations(MigrationContext.configure(conn))
+        searched = [s for s in plan.steps if s.action in ("search_index", "drop_search_index")]
+        for step in searched:  # first: the columns they are made of may change below
+            _drop_search_index(conn, step.table)
         for step in plan.steps:
             if step.action == "create_table":
                 metadata.tables[step.table].create(conn)
@@ -313,9 +320,8 @@ def apply_plan(engine: sa.Engine, model: Model, plan: Plan) -> None:
                     batch.alter_column(step.column, type_=step.payload.type)
             elif step.action == "convert":
                 _convert(conn, ops, metadata, step)
-        for step in plan.steps:  # last: the index reads the columns made above
-            if step.action in ("search_index", "drop_search_index"):
-                _search_index(conn, step)
+        for step in searched:  # last: the index reads the columns made above
+            _record_search_index(conn, step)
         _write_registry(conn, model)
 
 
@@ -362,12 +368,20 @@ def _convert(conn, ops: Operations, metadata: sa.MetaData, step: Step) -> None:
                              unique=index.unique)
 
 
-def _search_index(conn, step: Step) -> None:
-    dialect = conn.dialect.name
-    registry = sa.table("kv_schema_column", sa.column("table_name"), sa.column("column_name"),
-                        sa.column("signature"), sa.column("updated_at"))
-    for statement in search_index.drop_ddl(step.table, dialect):
+_SEARCH_REGISTRY = sa.table("kv_schema_column", sa.column("table_name"),
+                            sa.column("column_name"), sa.column("signature"),
+                            sa.column("updated_at"))
+
+
+def _drop_search_index(conn, table_name: str) -> None:
+    for statement in search_index.drop_ddl(table_name, conn.dialect.name):
         conn.exec_driver_sql(statement)
+
+
+def _record_search_index(conn, step: Step) -> None:
+    """Build the index a step asks for (its old one is gone) and note its signature."""
+    dialect = conn.dialect.name
+    registry = _SEARCH_REGISTRY
     conn.execute(registry.delete().where(registry.c.table_name == step.table,
                                          registry.c.column_name == SEARCH_KEY))
     if step.action == "drop_search_index":
