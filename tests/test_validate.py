@@ -87,6 +87,10 @@ BAD_CASES = [
     ("field named like a word of every list's address",
      {"entities/lead.yaml": LEAD + "        lang: {type: string}\n"},
      "entities/lead.yaml:5: lead.fields.lang: 'lang' is a word of every list's address"),
+    ("field named like the engine's own columns",
+     {"entities/lead.yaml": LEAD + "        kv_search: {type: string}\n"},
+     "entities/lead.yaml:5: lead.fields.kv_search: 'kv_search': names starting with 'kv_' "
+     "are the engine's own columns"),
 ]
 
 

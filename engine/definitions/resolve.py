@@ -37,6 +37,8 @@ COMMON_FIELD_PROPERTIES = {
     "hidden", "filterable", "sortable", "searchable", "rollup",
 }
 RESERVED_ENTITY_PREFIXES = ("kv_", "sqlite_", "pg_", "alembic")
+#: Field keys the engine keeps for columns of its own (PostgreSQL's `kv_search`).
+RESERVED_FIELD_PREFIX = "kv_"
 #: Entity keys that would collide with the web application's own URLs.
 RESERVED_ENTITY_KEYS = {"login", "logout", "password", "api", "static", "bootstrap", "search",
                         "calendar", "files", "admin", "studio", "me", "lookup", "health"}
@@ -213,6 +215,13 @@ def build_model(merged: dict, registry: FieldTypeRegistry,
             if fkey in SYSTEM_FIELDS:
                 problems.append(Problem(forigin, f"{key}.fields.{fkey}",
                                         f"{fkey!r} is a system field every entity already has"))
+                continue
+            if fkey.startswith(RESERVED_FIELD_PREFIX):
+                problems.append(Problem(forigin, f"{key}.fields.{fkey}",
+                                        f"{fkey!r}: names starting with "
+                                        f"{RESERVED_FIELD_PREFIX!r} are the engine's own "
+                                        f"columns (the search document); name the field "
+                                        f"otherwise"))
                 continue
             if fkey in RESERVED_WORDS:
                 problems.append(Problem(forigin, f"{key}.fields.{fkey}",
