@@ -118,7 +118,6 @@ class PreparedInsert:
 
     statement: str
     data: bytes | list[tuple]
-    rows: int
 
 
 def prepare_insert(conn: sa.Connection, table: sa.Table,
@@ -161,7 +160,7 @@ def prepare_insert(conn: sa.Connection, table: sa.Table,
             processed.append(tuple(values))
         params = processed
     if dialect.name != "postgresql":
-        return PreparedInsert(compiled.string, params, len(params))
+        return PreparedInsert(compiled.string, params)
     from psycopg.copy import Copy, FileWriter
 
     quote = dialect.identifier_preparer.quote
@@ -172,7 +171,7 @@ def prepare_insert(conn: sa.Connection, table: sa.Table,
         for values in params:
             copy.write_row(values)
     return PreparedInsert(f"COPY {quote(table.name)} ({columns}) FROM STDIN",
-                          stream.getvalue(), len(params))
+                          stream.getvalue())
 
 
 def send_insert(conn: sa.Connection, prepared: PreparedInsert | None) -> None:

@@ -94,6 +94,11 @@ NO_WRAP = {"phone", "date", "datetime", "money", "decimal", "integer", "percent"
 NEUTRAL = "#6c757d"
 
 
+def badge_color(option) -> str:
+    """The colour of an option's badge (a stage, a status): its own, or the neutral one."""
+    return option.color if option is not None and option.color else NEUTRAL
+
+
 def cell_attrs(field: Field | None, nowrap: bool = False) -> Markup:
     """HTML attributes for an element showing `field`'s value: phones, e-mails and web
     addresses run left to right (a phone reversed by RTL text is a wrong number), and with
@@ -149,7 +154,7 @@ TEMPLATE_HELPERS = {
     "weekday_name": weekday_name, "same_month": same_month, "day_label": day_label,
     "irr_in_toman": irr_in_toman,
     "number_input": number_input, "current_language": current_language,
-    "lowercase": lowercase, "cell_attrs": cell_attrs, "neutral_color": NEUTRAL,
+    "lowercase": lowercase, "cell_attrs": cell_attrs, "badge_color": badge_color,
 }
 
 

@@ -17,7 +17,7 @@ from engine.query.params import parse_list_args
 from engine.records.actor import Actor
 
 from .context import kervan, text_in
-from .display import NEUTRAL, Titles, cell_attrs, display, format_date, option_label
+from .display import Titles, badge_color, cell_attrs, display, format_date, option_label
 
 PRESETS = ("today", "yesterday", "last_7_days", "last_30_days", "this_month", "last_month",
            "this_year")
@@ -144,8 +144,7 @@ class ListView:
             for fld, attrs in columns:
                 color = None
                 if fld.type == "enum" and record.get(fld.key):
-                    option = fld.option(record[fld.key])
-                    color = option.color if option and option.color else NEUTRAL
+                    color = badge_color(fld.option(record[fld.key]))
                 cells.append(Cell(attrs, self.cell(record, fld.key), color))
             rows.append((record, url_for("ui.detail", entity_key=self.entity.key,
                                          record_id=record["id"]), cells))
