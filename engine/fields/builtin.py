@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from abc import abstractmethod
@@ -117,10 +118,23 @@ class IntegerType(FieldType):
 
 def _check_range(field, number) -> None:
     low, high = field.spec.get("min"), field.spec.get("max")
-    if low is not None and number < Decimal(str(low)):
+    if low is not None and number < _bound(low):
         raise FieldValueError(f"must be at least {low}")
-    if high is not None and number > Decimal(str(high)):
+    if high is not None and number > _bound(high):
         raise FieldValueError(f"must be at most {high}")
+
+
+@functools.lru_cache(maxsize=256)
+def _bound(value) -> Decimal:
+    """A declared min or max as a Decimal (made once, not for every value checked)."""
+    return Decimal(str(value))
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal_limits(precision: int, scale: int) -> tuple[Decimal, Decimal]:
+    """The step and the exclusive ceiling of a decimal(precision, scale): made once, not
+    for every value coerced (a bulk load coerces hundreds of thousands)."""
+    return Decimal(1).scaleb(-scale), Decimal(10) ** (precision - scale)
 
 
 def parse_decimal(value: Any) -> Decimal:
@@ -166,13 +180,14 @@ class DecimalType(FieldType):
             return None
         number = parse_decimal(value)
         p, s = self.shape(field)
-        quantum = Decimal(1).scaleb(-s)
-        if number != number.quantize(quantum):
-            raise FieldValueError(f"must have at most {s} decimal places")
-        if abs(number) >= Decimal(10) ** (p - s):
+        quantum, ceiling = _decimal_limits(p, s)
+        if abs(number) >= ceiling:
             raise FieldValueError(f"is too large (at most {p - s} digits before the decimal point)")
+        quantized = number.quantize(quantum)
+        if number != quantized:
+            raise FieldValueError(f"must have at most {s} decimal places")
         _check_range(field, number)
-        return number.quantize(quantum)
+        return quantized
 
     def to_json(self, field, value):
         return None if value is None else str(value)

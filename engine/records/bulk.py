@@ -18,6 +18,7 @@ from dataclasses import field as default
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from engine.definitions.model import Entity
 from engine.query import search_index
@@ -226,12 +227,8 @@ class _Load:
                     errors.setdefault(f"{batch.offset + index}.{key}", f"{value!r} is repeated "
                                       f"(also in row {seen.get(stored, taken.get(stored))})")
                 seen[stored] = batch.offset + index
-            values = sorted(seen, key=str)
-            for start in range(0, len(values), 900):
-                chunk = values[start:start + 900]
-                for used in self.conn.execute(sa.select(table.c[column]).where(
-                        table.c[column].in_(chunk))).scalars():
-                    errors.setdefault(f"{seen[used]}.{key}", f"{used!r} is already used")
+            for used in sorted(existing(self.conn, table.c[column], seen), key=str):
+                errors.setdefault(f"{seen[used]}.{key}", f"{used!r} is already used")
             taken.update(seen)
 
     def build(self, batch: _Batch) -> list[tuple[sa.Table, PreparedInsert | None]]:
@@ -317,16 +314,31 @@ def check_references(service, conn, entity, records, errors, where,
         if not wanted:
             continue
         found = wanted & (unwritten or {}).get(field.target, set())
-        ordered = sorted(wanted - found)
-        for start in range(0, len(ordered), 900):
-            chunk = ordered[start:start + 900]
-            found.update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk)))
-                         .scalars())
+        found |= existing(conn, table.c.id, wanted - found)
         for index, record in enumerate(records):
             value = record.get(key)
             if value is not None and value not in found:
                 what = field.target or REFERENCE_TABLES[field.type].removeprefix("kv_")
                 errors.setdefault(where(index, key), f"{what} #{value} does not exist")
+
+
+def existing(conn, column: sa.Column, values) -> set:
+    """Which of `values` the column holds. PostgreSQL is asked once, with the values as
+    one array (an IN list of 2,000 parameters cost the driver more to parse and send than
+    the database to answer: a fifth of an opportunity load's Python time); SQLite in IN
+    lists of at most 900 (its limit of parameters per statement)."""
+    values = sorted(values, key=str)
+    if not values:
+        return set()
+    if conn.dialect.name == "postgresql":
+        given = sa.bindparam("kv_values", values, type_=postgresql.ARRAY(column.type))
+        return set(conn.execute(sa.select(column).where(column == sa.any_(given)))
+                   .scalars().all())
+    found = set()
+    for start in range(0, len(values), 900):
+        found.update(conn.execute(sa.select(column).where(
+            column.in_(values[start:start + 900]))).scalars().all())
+    return found
 
 
 def _owner_teams(service, conn, owners: set) -> dict:
