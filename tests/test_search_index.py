@@ -516,3 +516,40 @@ def test_a_search_the_index_found_in_many_records_walks_a_bounded_part_of_the_li
         assert page(True, size=20) == page(False, size=20)
     finally:
         sa.event.remove(crm.db, "before_cursor_execute", record)
+
+
+def test_the_search_box_tests_its_candidates_on_their_stored_document(crm):
+    """Among the ids the index gave for one plain term, whether a record still holds the
+    text is one test of its stored document on PostgreSQL (a `strpos` the trigram index
+    cannot serve, so the index is not read twice), not a fold of every searchable field;
+    a record changed since it was indexed is tested on what it holds now, and what the
+    box shows is still the list's own first page."""
+    for i in range(4):
+        lead(crm, full_name=f"Melis Karadağlı {i}", email=f"melis{i}@kervan.test")
+    renamed = lead(crm, full_name="Melis Karadağlı 9", email="melis9@kervan.test")
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append(statement)
+
+    admin = crm.users.actor(crm.users.by_username("admin"))
+    sa.event.listen(crm.db, "before_cursor_execute", record)
+    try:
+        shown = {e.key: p for e, p in crm.records.search_all("karadağlı", admin)}
+    finally:
+        sa.event.remove(crm.db, "before_cursor_execute", record)
+    assert sorted(r["full_name"] for r in shown["lead"].rows) == \
+        [f"Melis Karadağlı {i}" for i in (0, 1, 2, 3, 9)]
+    page = next(s for s in statements if "lead.id IN" in s)
+    if crm.db.dialect.name == "postgresql":
+        assert "strpos(lead.kv_search" in page and "translate(lead.full_name" not in page
+
+    # the record no longer holds the text between the index's answer and the page's read
+    crm.records.update("lead", renamed["id"], {"full_name": "Melis Başka"}, renamed["version"])
+    with crm.db.connect() as conn:
+        rows = crm.records.list("lead", ListRequest(
+            search="karadağlı", size=6, count=False, among=[r["id"] for r in
+                                                            shown["lead"].rows]),
+            conn=conn).rows
+    assert sorted(r["full_name"] for r in rows) == [f"Melis Karadağlı {i}" for i in range(4)]

@@ -233,7 +233,13 @@ def build_select(entity: Entity, table: sa.Table, request: ListRequest,
         stmt = stmt.where(table.c.id.in_(request.among))
         indexed = False  # the index found them already
     if request.search:
-        if source is None or not implies_match(entity, request.search, hidden):
+        exact = implies_match(entity, request.search, hidden)
+        if (request.among is not None and exact and dialect == "postgresql"
+                and search_index.usable(entity, request.search, dialect)):
+            # the index found them for this very text: whether each still holds it is
+            # one test of its stored document, not a fold of every searchable field
+            stmt = stmt.where(search_index.document_holds(table, request.search))
+        elif source is None or not exact:
             stmt = stmt.where(search_condition(entity, table, request.search, hidden,
                                                dialect, indexed and source is None))
     if not request.include_archived:

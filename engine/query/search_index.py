@@ -120,6 +120,16 @@ def stored_document(table) -> sa.ColumnElement:
     return sa.column(DOC_COLUMN, sa.Text, _selectable=table)
 
 
+def document_holds(table, text: str) -> sa.ColumnElement[bool]:
+    """PostgreSQL: the stored document of `table`'s rows holds the typed `text` (one text
+    term without wildcards, see `implies_match`), tested on each row reached another way —
+    among ids the index already gave. A `strpos`, not a `LIKE`: the trigram index cannot
+    serve it, so the planner never reads the index a second time for it; and one search
+    of a stored column costs a fraction of folding every searchable field again."""
+    folded = fold_sql(sa.literal(text.strip(), sa.String()), "postgresql", inline=True)
+    return sa.func.strpos(stored_document(table), folded) > 0
+
+
 def _row(entity: Entity, name: str) -> sa.TableClause:
     return sa.table(name, *[sa.column(c) for c, _ in search_columns(entity)])
 
