@@ -518,12 +518,14 @@ def test_a_search_the_index_found_in_many_records_walks_a_bounded_part_of_the_li
         sa.event.remove(crm.db, "before_cursor_execute", record)
 
 
-def test_the_search_box_tests_its_candidates_on_their_stored_document(crm):
-    """Among the ids the index gave for one plain term, whether a record still holds the
-    text is one test of its stored document on PostgreSQL (a `strpos` the trigram index
-    cannot serve, so the index is not read twice), not a fold of every searchable field;
-    a record changed since it was indexed is tested on what it holds now, and what the
-    box shows is still the list's own first page."""
+def test_the_search_box_reads_its_newest_candidates_first_and_tests_them_exactly(crm):
+    """The index gives each entity's candidates newest first; the search box reads the
+    newest few as the page and falls back to every candidate only when one of them fails
+    the exact match. Among the ids the index gave for one plain term, whether a record
+    still holds the text is one test of its stored document on PostgreSQL (a `strpos`
+    the trigram index cannot serve, so the index is not read twice), not a fold of every
+    searchable field; a record changed since it was indexed is tested on what it holds
+    now."""
     for i in range(4):
         lead(crm, full_name=f"Melis Karadağlı {i}", email=f"melis{i}@kervan.test")
     renamed = lead(crm, full_name="Melis Karadağlı 9", email="melis9@kervan.test")
@@ -539,17 +541,82 @@ def test_the_search_box_tests_its_candidates_on_their_stored_document(crm):
         shown = {e.key: p for e, p in crm.records.search_all("karadağlı", admin)}
     finally:
         sa.event.remove(crm.db, "before_cursor_execute", record)
+    karadagli = [r["id"] for r in shown["lead"].rows]
     assert sorted(r["full_name"] for r in shown["lead"].rows) == \
         [f"Melis Karadağlı {i}" for i in (0, 1, 2, 3, 9)]
-    page = next(s for s in statements if "lead.id IN" in s)
+    pages = [s for s in statements if "lead.id IN" in s]
+    assert len(pages) == 1  # the newest candidates all held the text: they are the page
     if crm.db.dialect.name == "postgresql":
-        assert "strpos(lead.kv_search" in page and "translate(lead.full_name" not in page
+        assert "strpos(lead.kv_search" in pages[0] and "translate(lead.full_name" not in pages[0]
+
+    # an address is looked up by its name part: the newest candidates hold another domain,
+    # so the page is read among every candidate
+    for i in range(8):
+        lead(crm, full_name=f"Ortak Ad {i}", email=f"ortak.ad@firma{i}.example")
+    statements.clear()
+    sa.event.listen(crm.db, "before_cursor_execute", record)
+    try:
+        shown = {e.key: p for e, p in crm.records.search_all("ortak.ad@firma0.example", admin)}
+    finally:
+        sa.event.remove(crm.db, "before_cursor_execute", record)
+    assert [r["full_name"] for r in shown["lead"].rows] == ["Ortak Ad 0"]
+    assert not shown["lead"].next and set(shown) == {"lead"}
+    assert len([s for s in statements if "lead.id IN" in s]) == 2
 
     # the record no longer holds the text between the index's answer and the page's read
     crm.records.update("lead", renamed["id"], {"full_name": "Melis Başka"}, renamed["version"])
     with crm.db.connect() as conn:
         rows = crm.records.list("lead", ListRequest(
-            search="karadağlı", size=6, count=False, among=[r["id"] for r in
-                                                            shown["lead"].rows]),
+            search="karadağlı", size=6, count=False, among=karadagli),
             conn=conn).rows
     assert sorted(r["full_name"] for r in rows) == [f"Melis Karadağlı {i}" for i in range(4)]
+
+
+def test_the_search_box_takes_more_candidates_from_a_big_table(crm, monkeypatch):
+    """In a big table, the search box takes as many candidates as a walk of its list is
+    expected to hold a page among (up to CANDIDATES_MOST): text that more records hold
+    than a page sorts, but too few for the walk, is sorted from the candidates in hand —
+    no walk in vain, no second read of the index — and shows the list's own page."""
+    from engine.query import listing
+    from engine.records import service
+
+    crm.records.bulk_create("lead", [{"full_name": f"Orta Sıklık {i}", "source": "referral",
+                                      "email": f"orta{i}@kervan.test"} for i in range(120)])
+    crm.records.bulk_create("lead", [{"full_name": f"Başka Biri {i}", "source": "referral",
+                                      "email": f"baska{i}@kervan.test"} for i in range(400)])
+    admin = crm.users.actor(crm.users.by_username("admin"))
+    expected = crm.records.list("lead", ListRequest(search="orta sıklık", size=1, count=False))
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append(statement)
+
+    def shown():
+        statements.clear()
+        sa.event.listen(crm.db, "before_cursor_execute", record)
+        try:
+            page = dict((e.key, p) for e, p in crm.records.search_all("orta sıklık", admin,
+                                                                     size=1))["lead"]
+        finally:
+            sa.event.remove(crm.db, "before_cursor_execute", record)
+        assert ([r["id"] for r in page.rows], bool(page.next)) == \
+            ([r["id"] for r in expected.rows], bool(expected.next))
+        return [s for s in statements
+                if "UNION ALL" not in s and "FROM lead" in s and "max(" not in s]
+
+    # a walk of 8 rows meets only newer leads; the table is big for it: 520 leads × 2 / 8
+    # = 130 candidates would be worth taking
+    monkeypatch.setattr(listing, "WALK_ROWS", 8)
+    monkeypatch.setattr(service, "WALK_ROWS", 8)
+    # at most 100, a page of one's sort: 120 hits are too many; walked in vain, then the
+    # index asked again
+    monkeypatch.setattr(service, "CANDIDATES_MOST", 100)
+    first = shown()
+    assert len(first) == 2 and "walked" in first[0], first
+    # at most 130: the 120 hits are all in hand, sorted, and the newest is the page
+    monkeypatch.setattr(service, "CANDIDATES_MOST", 130)
+    lead_statements = shown()
+    assert len(lead_statements) == 1 and "walked" not in lead_statements[0]
+    assert crm.records._candidate_limits(None, [crm.model.entity("lead")], 1) == \
+        {"lead": 130}

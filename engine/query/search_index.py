@@ -333,11 +333,15 @@ def common(conn: sa.Connection, entity: Entity, table: sa.Table, text: str,
 
 
 def candidate_ids(conn: sa.Connection, entities: list[tuple[Entity, sa.Table]], text: str,
-                  limit: int) -> dict[str, list[int] | None]:
+                  limit: int | dict[str, int]) -> dict[str, list[int] | None]:
     """Every entity's index asked for `text` in one statement: entity key → the ids of the
-    records whose document holds it (at most `limit`; None when more do). Entities whose
-    index cannot answer the text are left out. Only candidates: the exact per-field match,
-    archiving and permissions are the caller's to apply."""
+    live (unarchived) records whose document holds it, newest first — the order every
+    list has unless it declares another — (at most `limit`, or the entity's own limit
+    when given by entity key; None when more records hold it). Entities whose index
+    cannot answer the text are left out. Only candidates: the exact per-field match and
+    permissions are the caller's to apply."""
+    limits = limit if isinstance(limit, dict) else {}
+    default_limit = 0 if isinstance(limit, dict) else limit
     dialect = conn.dialect.name
     shapes, patterns = [], {}
     for entity, table in entities:
@@ -348,29 +352,39 @@ def candidate_ids(conn: sa.Connection, entities: list[tuple[Entity, sa.Table]], 
         shapes.append((entity.key, table, tuple(kind for kind, _ in found)))
     if not shapes:
         return {}
-    out: dict[str, list[int] | None] = {key: [] for key, *_ in shapes}
-    statement = _everywhere(tuple(shapes), dialect, limit)
-    for key, record_id in conn.execute(statement, {f"kv_{k}": p for k, p in patterns.items()}):
-        out[key].append(record_id)
-    return {key: (ids if len(ids) <= limit else None) for key, ids in out.items()}
+    out: dict[str, list] = {key: [] for key, *_ in shapes}
+    caps = {key: limits.get(key, default_limit) for key in out}
+    statement = _everywhere(tuple(shapes), dialect)
+    for key, record_id, made in conn.execute(statement, {
+            **{f"kv_limit_{i}": caps[key] + 1 for i, key in enumerate(out)},
+            **{f"kv_{k}": p for k, p in patterns.items()}}):
+        out[key].append((made, record_id))
+    return {key: ([i for _, i in sorted(hits, reverse=True)] if len(hits) <= caps[key]
+                  else None)
+            for key, hits in out.items()}
 
 
 @functools.lru_cache(maxsize=64)
-def _everywhere(shapes, dialect: str, limit: int) -> sa.CompoundSelect:
+def _everywhere(shapes, dialect: str) -> sa.CompoundSelect:
     """The statement of `candidate_ids` for these entities, its patterns bound by kind
-    (`kv_text`, `kv_digits`, `kv_number`): built once, not for every search. Each entity
-    keeps its own LIMIT inside a subquery (SQLite allows none on the parts of a compound
-    SELECT); one round trip and one plan instead of one per entity."""
+    (`kv_text`, `kv_digits`, `kv_number`) and each entity's limit by its place
+    (`kv_limit_0`, …): built once, not for every search. Each entity keeps its own LIMIT
+    inside a subquery (SQLite allows none on the parts of a compound SELECT); one round
+    trip and one plan instead of one per entity. Each candidate comes with its creation
+    time, read from the row the index led to (PostgreSQL reads it anyway to recheck the
+    document; SQLite looks it up by rowid)."""
     branches = []
-    for key, table, kinds in shapes:
+    for place, (key, table, kinds) in enumerate(shapes):
         patterns = [(kind, sa.bindparam(f"kv_{kind}", type_=sa.String())) for kind in kinds]
+        branch = sa.select(table.c.id, table.c.created_at).where(table.c.archived_at.is_(None))
         if dialect == "postgresql":
-            branch = sa.select(table.c.id).where(_lookup_postgresql(table, patterns))
+            branch = branch.where(_lookup_postgresql(table, patterns))
         else:
             hits = _fts_hits(table.name, patterns).subquery()
-            branch = sa.select(hits.c.rowid.label("id"))
-        sub = branch.add_columns(sa.literal(key).label("entity")).limit(limit + 1).subquery()
-        branches.append(sa.select(sub.c.entity, sub.c.id))
+            branch = branch.select_from(hits.join(table, table.c.id == hits.c.rowid))
+        sub = (branch.add_columns(sa.literal(key).label("entity"))
+               .limit(sa.bindparam(f"kv_limit_{place}", type_=sa.Integer())).subquery())
+        branches.append(sa.select(sub.c.entity, sub.c.id, sub.c.created_at))
     return sa.union_all(*branches)
 
 
