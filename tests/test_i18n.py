@@ -28,8 +28,21 @@ def test_every_ui_string_is_in_every_catalog_and_translated():
     assert catalog.untranslated() == []
 
 
-def test_compiled_catalogs_are_what_their_po_files_compile_to():
+def test_compiled_catalogs_are_what_their_po_files_compile_to(monkeypatch):
     assert catalog.stale_compiled() == []
+    # a translation changed in the .po but not compiled is caught; the Babel version a
+    # .mo names in its header is not a change
+    read = catalog.read
+
+    def edited(language):
+        found = read(language)
+        if language == "tr":
+            found["Save"].string = "Kaydet!"
+        return found
+
+    monkeypatch.setattr(catalog, "read", edited)
+    assert catalog.stale_compiled() == [
+        "engine/translations/tr/LC_MESSAGES/messages.mo is not compiled from its .po"]
 
 
 def test_the_check_catches_a_new_string_and_an_untranslated_entry():

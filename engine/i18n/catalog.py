@@ -15,7 +15,7 @@ from pathlib import Path
 from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
-from babel.messages.mofile import write_mo
+from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,14 +106,27 @@ def untranslated(template: Catalog | None = None) -> list[str]:
 
 
 def stale_compiled() -> list[str]:
-    """Compiled .mo files that are missing or differ from what their .po compiles to."""
+    """Compiled .mo files that are missing or hold other translations than their .po
+    compiles to. The translations are compared, not the bytes: a .mo's header names the
+    Babel version that wrote it, so a newer Babel would otherwise call every catalog
+    stale."""
     found = []
     for language in LANGUAGES:
         path = po_path(language)
         mo = path.with_suffix(".mo")
-        if path.exists() and (not mo.exists() or mo.read_bytes() != compiled(read(language))):
+        if not path.exists():
+            continue
+        if not mo.exists() or _translations(io.BytesIO(mo.read_bytes())) != _translations(
+                io.BytesIO(compiled(read(language)))):
             found.append(f"{mo.relative_to(ROOT)} is not compiled from its .po")
     return found
+
+
+def _translations(mo: io.BytesIO) -> dict:
+    """What a compiled catalog says: each message (with its context) and its text."""
+    return {(m.context, m.id if isinstance(m.id, str) else tuple(m.id)):
+            m.string if isinstance(m.string, str) else tuple(m.string)
+            for m in read_mo(mo) if m.id}
 
 
 def problems() -> list[str]:
