@@ -62,7 +62,16 @@ def sqlite_supported() -> bool:
 
 
 def search_columns(entity: Entity) -> list[tuple[str, str]]:
-    """(column, kind) pairs the document is made of: kind is text, digits or number."""
+    """(column, kind) pairs the document is made of: kind is text, digits or number.
+    Worked out once per entity: a resolved entity's fields never change (an edit resolves
+    a new model), and the search box asks every entity several times a search."""
+    known = entity.__dict__.get("_kv_search_columns")
+    if known is None:
+        known = entity.__dict__["_kv_search_columns"] = _search_columns(entity)
+    return known
+
+
+def _search_columns(entity: Entity) -> list[tuple[str, str]]:
     parts = []
     for key in entity.search_fields:
         fld = entity.fields.get(key)
@@ -357,7 +366,7 @@ def candidate_ids(conn: sa.Connection, entities: list[tuple[Entity, sa.Table]], 
     statement = _everywhere(tuple(shapes), dialect)
     for key, record_id, made in conn.execute(statement, {
             **{f"kv_limit_{i}": caps[key] + 1 for i, key in enumerate(out)},
-            **{f"kv_{k}": p for k, p in patterns.items()}}):
+            **{f"kv_{k}": p for k, p in patterns.items()}}).all():  # one fetch, not a row each
         out[key].append((made, record_id))
     return {key: ([i for _, i in sorted(hits, reverse=True)] if len(hits) <= caps[key]
                   else None)
