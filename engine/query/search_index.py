@@ -349,8 +349,6 @@ def candidate_ids(conn: sa.Connection, entities: list[tuple[Entity, sa.Table]], 
     when given by entity key; None when more records hold it). Entities whose index
     cannot answer the text are left out. Only candidates: the exact per-field match and
     permissions are the caller's to apply."""
-    limits = limit if isinstance(limit, dict) else {}
-    default_limit = 0 if isinstance(limit, dict) else limit
     dialect = conn.dialect.name
     shapes, patterns = [], {}
     for entity, table in entities:
@@ -362,7 +360,7 @@ def candidate_ids(conn: sa.Connection, entities: list[tuple[Entity, sa.Table]], 
     if not shapes:
         return {}
     out: dict[str, list] = {key: [] for key, *_ in shapes}
-    caps = {key: limits.get(key, default_limit) for key in out}
+    caps = {key: limit[key] if isinstance(limit, dict) else limit for key in out}
     statement = _everywhere(tuple(shapes), dialect)
     for key, record_id, made in conn.execute(statement, {
             **{f"kv_limit_{i}": caps[key] + 1 for i, key in enumerate(out)},
