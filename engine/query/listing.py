@@ -67,6 +67,10 @@ class SortKey:
         return ("-" if self.descending else "") + self.field
 
 
+#: The order of every list that declares no other.
+NEWEST = SortKey("created_at", descending=True)
+
+
 @dataclass
 class ListRequest:
     where: list[dict] = field(default_factory=list)
@@ -95,7 +99,7 @@ class Page:
 def parse_sort(entity: Entity, text: str | None) -> list[SortKey]:
     """`field,-other` into sort keys; only sortable storage is accepted."""
     keys = []
-    spec = text or entity.list_spec.get("default_sort") or "-created_at"
+    spec = text or entity.list_spec.get("default_sort") or str(NEWEST)
     for part in [p.strip() for p in spec.split(",") if p.strip()]:
         name = part.lstrip("-")
         fld = entity.fields.get(name)

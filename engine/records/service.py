@@ -24,11 +24,11 @@ from engine.fields.builtin import MAX_INTEGER
 from engine.query import search_index
 from engine.query.conditions import to_sql
 from engine.query.listing import (
+    NEWEST,
     WALK_ROWS,
     ListRequest,
     Page,
     QueryError,
-    SortKey,
     hits_to_sort,
     list_records,
     parse_sort,
@@ -41,8 +41,6 @@ from .errors import Conflict, DeleteRefused, NotFound, RecordError, ValidationFa
 from .series import next_number
 from .values import check_rules, coerce_input, default_value, label
 
-#: The order of every list that declares no other.
-NEWEST = SortKey("created_at", descending=True)
 #: How long the search box trusts a table's size it read (a hint: stale, it costs time).
 SIZE_HINT_SECONDS = 60.0
 #: The most candidates the search box reads from one entity's index. Each costs a visit to
